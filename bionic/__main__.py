@@ -1,0 +1,29 @@
+"""Entry point: `python -m bionic {fit,validate,test,predict,connectome,ablations,report,bench}`."""
+
+import sys
+
+# Subcommands outside LightningCLI, each a module with `main(argv)`; imported lazily so
+# `python -m bionic connectome stats` does not pay for importing Lightning.
+TOOLS = {
+    "connectome": "bionic.connectome.cli",
+    "ablations": "bionic.ablations",
+    "sweep-agent": "bionic.ablations",
+    "report": "bionic.report",
+    "bench": "bionic.bench",
+}
+
+
+def main(argv=None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in TOOLS:
+        import importlib
+
+        module = importlib.import_module(TOOLS[argv[0]])
+        sys.exit(module.main(argv if argv[0] == "sweep-agent" else argv[1:]) or 0)
+    from bionic.cli import run_cli
+
+    run_cli(argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,6 @@
+"""Plain nn.Module networks; they know nothing of Lightning."""
+
+from bionic.nets.baseline import BaselineCNN
+
+__all__ = ["BaselineCNN"]
+from bionic.nets.bionic import BioNIC  # noqa: E402,F401  (network helper)

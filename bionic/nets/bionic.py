@@ -1,0 +1,205 @@
+"""BioNIC: a FER-2013 classifier whose hidden layers are wired by one cortical column of mouse V1.
+
+    image [B,1,48,48]
+      -> conv (8) -> lateral inhibition -> conv (16) -> ReLU -> channel + spatial attention
+      -> adaptive average pool to pool_size x pool_size -> dense projection
+      -> group A (4P) -> group B (23P) -> group C (L5) -> group D (L6)      (masked by the column)
+      -> linear read-out to 7 emotions
+
+Group sizes and masks come from a `Wiring` (bionic.connectome.build_wiring), never from constants.
+Every biological feature is one constructor switch, so an ablation is one line of YAML.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bionic.errors import BionicError
+from bionic.nets.layers import ChannelSpatialAttention, LaminarGroup, LateralInhibition, MaskedLinear
+
+MASKS = ("connectome", "dense", "shuffled", "random")
+# `mask` value -> the connectome's null model that produces it (dense needs no wiring null model)
+NULL_MODELS = {"connectome": None, "dense": None, "shuffled": "shuffle", "random": "random"}
+
+
+def load_wiring(snapshot: Optional[str] = None, groups: Optional[dict[str, list[str]]] = None,
+                min_synapses: int = 1, inhibition_measure: str = "synapses",
+                null_model: Optional[str] = None, seed: int = 0):
+    """The column's wiring from bionic.connectome (bundled snapshot when `snapshot` is None)."""
+    try:
+        from bionic.connectome import DEFAULT_GROUPS, build_wiring, load_column
+    except ImportError as err:
+        raise BionicError(f"cannot build the wiring: bionic.connectome is not available ({err}); "
+                          "reinstall the package (pip install -e .)") from err
+    column = load_column(snapshot=snapshot)
+    return build_wiring(column, groups=groups or DEFAULT_GROUPS, min_synapses=min_synapses,
+                        inhibition_measure=inhibition_measure, null_model=null_model, seed=seed)
+
+
+def dense_like(wiring):
+    """Masks of the same shapes as `wiring` with every synapse present (no self-synapses within a group)."""
+    between = [torch.ones_like(m) for m in wiring.between]
+    within = [torch.ones_like(m) - torch.eye(m.shape[0], dtype=m.dtype) for m in wiring.within]
+    return between, within
+
+
+class ConvFrontEnd(nn.Module):
+    """Retinotopic front end: conv -> lateral inhibition -> conv -> ReLU (-> conv -> ReLU ...)
+    -> channel + spatial attention -> adaptive average pool.
+
+    The first conv is not rectified: the divisive lateral inhibition is its nonlinearity (as in the
+    paper's order). Convs are 3x3, padding 1, so the 48x48 map keeps its size until the pool.
+    """
+
+    def __init__(self, in_channels: int, channels: Sequence[int], lateral_inhibition: bool,
+                 pool_size: int, attention_reduction: int = 4):
+        super().__init__()
+        if len(channels) < 1 or any(int(c) < 1 for c in channels):
+            raise BionicError(f"conv_channels must list at least one positive width, got {list(channels)}")
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, channels[0], 3, padding=1)]
+        layers.append(LateralInhibition() if lateral_inhibition else nn.Identity())
+        for c_in, c_out in zip(channels[:-1], channels[1:]):
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU()]
+        self.features = nn.Sequential(*layers)
+        self.attention = ChannelSpatialAttention(channels[-1], reduction=attention_reduction)
+        self.pool = nn.AdaptiveAvgPool2d(pool_size)
+        self.out_features = channels[-1] * pool_size * pool_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.attention(self.features(x))).flatten(1)
+
+
+class BioNIC(nn.Module):
+    """The BioNIC network (a plain nn.Module; bionic.modules.EmotionClassifier trains it).
+
+    Feature switches (all on = the paper's model; each ablation flips one):
+      conv               convolutional front end; off: the 48x48 pixels, flattened, feed the dense
+                         projection into group A (no pooling)
+      lateral_inhibition divisive normalization after the first conv
+      mask               "connectome" (the column's synapses), "dense" (every synapse present, same
+                         sizes), "shuffled" / "random" (the connectome's degree-preserving and
+                         density-matched null models)
+      intra_layer        one masked recurrent step within each group
+      graded_inhibition  divisive inhibition scaled by each cell's inhibitory input in the column
+      layer_norm         LayerNorm in each group
+      synaptic_noise     std of Gaussian noise on each group's input current, training only (0 = off)
+    Hebbian plasticity is a training-time feature: see EmotionClassifier(hebbian=...) and
+    bionic.plasticity.
+
+    Wiring: pass a prebuilt `wiring` (tests), or leave it None and the column is loaded from
+    `snapshot` (None = the bundled snapshot) and turned into masks by build_wiring with
+    `groups`, `min_synapses`, `inhibition_measure` and `wiring_seed` (seed of the null models).
+    """
+
+    def __init__(
+        self,
+        conv: bool = True,
+        lateral_inhibition: bool = True,
+        mask: str = "connectome",
+        intra_layer: bool = True,
+        graded_inhibition: bool = True,
+        layer_norm: bool = True,
+        synaptic_noise: float = 0.1,
+        conv_channels: Sequence[int] = (8, 16),
+        pool_size: int = 15,
+        attention_reduction: int = 4,
+        inhibition_strength: float = 1.0,
+        snapshot: Optional[str] = None,
+        groups: Optional[dict[str, list[str]]] = None,
+        min_synapses: int = 1,
+        inhibition_measure: str = "synapses",
+        wiring_seed: int = 0,
+        num_classes: int = 7,
+        in_channels: int = 1,
+        image_size: int = 48,
+        wiring: Any = None,
+    ):
+        super().__init__()
+        if mask not in MASKS:
+            raise BionicError(f"unknown mask {mask!r}; use one of {', '.join(MASKS)}")
+        if synaptic_noise < 0:
+            raise BionicError(f"synaptic_noise must be >= 0 (0 = off), got {synaptic_noise}")
+        if wiring is None:
+            wiring = load_wiring(snapshot, groups, min_synapses, inhibition_measure,
+                                 NULL_MODELS[mask], wiring_seed)
+        elif mask in ("shuffled", "random"):
+            raise BionicError(f"mask={mask!r} needs the null-model wiring from build_wiring; "
+                              "leave `wiring` unset and give `snapshot`/`wiring_seed` instead")
+        between, within = (dense_like(wiring) if mask == "dense"
+                           else (list(wiring.between), list(wiring.within)))
+        sizes = [int(s) for s in wiring.sizes]
+        _check_shapes(sizes, between, within, wiring.inhibition)
+
+        self.switches = dict(conv=conv, lateral_inhibition=lateral_inhibition, mask=mask,
+                             intra_layer=intra_layer, graded_inhibition=graded_inhibition,
+                             layer_norm=layer_norm, synaptic_noise=float(synaptic_noise))
+        self.group_names = list(wiring.group_names)
+        self.sizes = sizes
+        self.wiring_source = {**dict(wiring.wiring_source), "mask": mask}
+
+        if conv:
+            self.front = ConvFrontEnd(in_channels, list(conv_channels), lateral_inhibition, pool_size,
+                                      attention_reduction)
+            n_features = self.front.out_features
+        else:
+            self.front = nn.Flatten()
+            n_features = in_channels * image_size * image_size
+
+        groups_: list[LaminarGroup] = []
+        for i, n in enumerate(sizes):
+            # Into A: a dense projection (the front end's input to L4 has no connectome data).
+            feedforward = nn.Linear(n_features, n) if i == 0 else MaskedLinear(between[i - 1])
+            groups_.append(LaminarGroup(
+                feedforward, within[i] if intra_layer else None, wiring.inhibition[i],
+                layer_norm=layer_norm, graded_inhibition=graded_inhibition,
+                inhibition_strength=inhibition_strength, synaptic_noise=synaptic_noise))
+        self.groups = nn.ModuleList(groups_)
+        self.readout = nn.Linear(sizes[-1], num_classes)
+
+    @property
+    def n_synapses(self) -> int:
+        """Unmasked synapses in the laminar part (between groups, plus within when intra_layer)."""
+        return sum(layer.n_synapses for _, layer, _ in self.plastic_synapses())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.front(x)
+        for group in self.groups:
+            h = group(h)
+        return self.readout(h)
+
+    # --- what the plasticity callbacks use -------------------------------------------------
+    def laminar_groups(self) -> list[tuple[str, LaminarGroup]]:
+        return list(zip(self.group_names, self.groups))
+
+    def plastic_synapses(self) -> list[tuple[str, MaskedLinear, LaminarGroup]]:
+        """(name, masked synapses, postsynaptic group) for every connectome-masked weight matrix."""
+        out = []
+        for i, (name, group) in enumerate(self.laminar_groups()):
+            if isinstance(group.feedforward, MaskedLinear):
+                out.append((f"{self.group_names[i - 1]}->{name}", group.feedforward, group))
+            if group.recurrent is not None:
+                out.append((f"{name}->{name}", group.recurrent, group))
+        return out
+
+    def set_capture(self, on: bool) -> None:
+        """Let the laminar layers keep (detached) activity of the next forward passes for plasticity."""
+        for group in self.groups:
+            group.set_capture(on)
+
+
+def _check_shapes(sizes, between, within, inhibition) -> None:
+    n = len(sizes)
+    if n < 1 or len(between) != n - 1 or len(within) != n or len(inhibition) != n:
+        raise BionicError(f"wiring is inconsistent: {n} groups but {len(between)} between-masks, "
+                          f"{len(within)} within-masks, {len(inhibition)} inhibition vectors; rebuild it")
+    for i, m in enumerate(between):
+        if tuple(m.shape) != (sizes[i + 1], sizes[i]):
+            raise BionicError(f"between-mask {i} has shape {tuple(m.shape)}, expected "
+                              f"{(sizes[i + 1], sizes[i])} [post, pre]; rebuild the wiring")
+    for i, m in enumerate(within):
+        if tuple(m.shape) != (sizes[i], sizes[i]):
+            raise BionicError(f"within-mask {i} has shape {tuple(m.shape)}, expected {(sizes[i], sizes[i])}")

@@ -1,0 +1,190 @@
+"""Building blocks of the BioNIC network: masked synapses, lateral inhibition, attention, laminar groups.
+
+Every block is a plain nn.Module. The laminar blocks can *capture* the activity of the last forward
+pass (detached) while plasticity is on, so the Hebbian and homeostatic callbacks
+(bionic.plasticity) read the activations of the training step without a second forward pass.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class MaskedLinear(nn.Linear):
+    """A dense weight matrix multiplied element-wise by a fixed 0/1 synapse mask (mask[post, pre]).
+
+    The mask is a buffer (moves with .to(), saved in checkpoints, never trained). Masked weights are
+    zeroed at init and the forward uses `weight * mask`, so their gradient is exactly zero; with a
+    decoupled weight decay (AdamW) and masked plasticity updates they stay exactly zero for good.
+    """
+
+    def __init__(self, mask: torch.Tensor, bias: bool = True):
+        mask = torch.as_tensor(mask, dtype=torch.float32)
+        if mask.dim() != 2:
+            raise ValueError(f"mask must be 2-D [post, pre], got shape {tuple(mask.shape)}")
+        n_post, n_pre = mask.shape
+        super().__init__(n_pre, n_post, bias=bias)
+        self.register_buffer("mask", mask.clone())
+        # Default init scales by fan-in over all pre cells; with a sparse mask each unit only sees
+        # its real synapses, so rescale by the true mean fan-in to keep the drive O(1).
+        with torch.no_grad():
+            fan_in = mask.sum(1).mean().clamp_min(1.0).item()
+            self.weight.mul_(math.sqrt(n_pre / fan_in))
+            self.weight.mul_(self.mask)
+        self.capture = False
+        self.pre: torch.Tensor | None = None  # presynaptic activity of the last captured forward
+
+    @property
+    def n_synapses(self) -> int:
+        return int(self.mask.sum().item())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.capture:
+            self.pre = x.detach()
+        return F.linear(x, self.weight * self.mask, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, synapses={self.n_synapses}"
+
+
+class LateralInhibition(nn.Module):
+    """Divisive normalization: each unit is divided by the pooled energy of its neighbours.
+
+    y[c,i,j] = x[c,i,j] / (1 + alpha * mean_{c' in N(c), (i',j') in N(i,j)} x[c',i',j']^2) ** beta
+
+    A local competition across neighbouring channels *and* positions (a 3-D version of AlexNet's
+    local response normalization, after Heeger's normalization model of V1). alpha is learnable and
+    kept positive through softplus; beta is fixed. It is a nonlinearity (no ReLU in front of it):
+    strong neighbours suppress a unit, which a pointwise rectifier cannot do.
+    """
+
+    def __init__(self, channel_window: int = 3, spatial_window: int = 3, alpha: float = 1.0,
+                 beta: float = 0.5):
+        super().__init__()
+        if channel_window % 2 == 0 or spatial_window % 2 == 0:
+            raise ValueError("lateral inhibition windows must be odd so the pool is centred")
+        self.window = (channel_window, spatial_window, spatial_window)
+        self.beta = beta
+        # softplus^-1(alpha), so the initial strength is exactly alpha
+        self.raw_alpha = nn.Parameter(torch.tensor(math.log(math.expm1(alpha))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # The box is separable: spatial mean (avg_pool2d), then mean over neighbouring channels.
+        # Same numbers as avg_pool3d(count_include_pad=False), about twice as fast on CPU.
+        k_c, k_s, _ = self.window
+        energy = F.avg_pool2d(x * x, k_s, stride=1, padding=k_s // 2, count_include_pad=False)
+        energy = _channel_window_mean(energy, k_c)
+        return x / (1.0 + F.softplus(self.raw_alpha) * energy).pow(self.beta)
+
+    def extra_repr(self) -> str:
+        return f"window={self.window}, beta={self.beta}"
+
+
+def _channel_window_mean(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean over a centred window of k channels (dim 1), counting only channels that exist."""
+    r = k // 2
+    if r == 0:
+        return x
+    padded = F.pad(x, (0, 0, 0, 0, r, r))
+    n = x.shape[1]
+    total = sum(padded.narrow(1, i, n) for i in range(k))
+    idx = torch.arange(n, device=x.device)
+    count = (torch.minimum(idx + r, torch.full_like(idx, n - 1)) - torch.clamp(idx - r, min=0) + 1).to(x.dtype)
+    return total / count.view(1, n, 1, 1)
+
+
+class ChannelSpatialAttention(nn.Module):
+    """CBAM (Woo et al. 2018): channel attention from pooled descriptors, then spatial attention."""
+
+    def __init__(self, channels: int, reduction: int = 4, kernel_size: int = 7):
+        super().__init__()
+        hidden = max(channels // reduction, 1)
+        self.channel_mlp = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(), nn.Linear(hidden, channels))
+        self.spatial = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = self.channel_mlp(x.mean((2, 3))) + self.channel_mlp(x.amax((2, 3)))
+        x = x * torch.sigmoid(gate)[:, :, None, None]
+        pooled = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)
+        # channels_last makes this 2-channel 7x7 conv ~3x faster on CPU (oneDNN); same result.
+        gate = self.spatial(pooled.contiguous(memory_format=torch.channels_last))
+        return x * torch.sigmoid(gate).contiguous()
+
+
+class LaminarGroup(nn.Module):
+    """One laminar group of excitatory cells (e.g. A = 4P): feed-forward drive, one masked
+    recurrent step among its own cells, LayerNorm, synaptic noise, rectification with a homeostatic
+    excitability, and graded (divisive) inhibition.
+
+        u = W_ff x                                   feed-forward synapses (masked, or dense for A)
+        u = u + W_rec relu(u)                        intra-layer synapses, one recurrent step
+        u = LayerNorm(u)
+        u = u + sigma * N(0, 1)                      synaptic noise, training only
+        r = relu(u + excitability)                   excitability: homeostatic per-unit bias
+        r = r / (1 + k * inhibition * mean_j r_j)    graded inhibition
+
+    Graded inhibition: the column's inhibitory cells are not modelled one by one; they are driven
+    by the group's own mean activity (interneurons pool local excitation) and act on each cell in
+    proportion to its normalized inhibitory input from the connectome (`inhibition`, in [0, 1]).
+    Divisive (shunting) rather than subtractive, so it scales gain without silencing units.
+    """
+
+    def __init__(self, feedforward: nn.Linear, within: torch.Tensor | None, inhibition: torch.Tensor,
+                 *, layer_norm: bool = True, graded_inhibition: bool = True, inhibition_strength: float = 1.0,
+                 synaptic_noise: float = 0.0):
+        super().__init__()
+        n = feedforward.out_features
+        if inhibition.shape != (n,):
+            raise ValueError(f"inhibition must have shape ({n},), got {tuple(inhibition.shape)}")
+        self.feedforward = feedforward
+        self.recurrent = MaskedLinear(within, bias=False) if within is not None else None
+        self.norm = nn.LayerNorm(n) if layer_norm else None
+        self.graded_inhibition = graded_inhibition
+        self.inhibition_strength = inhibition_strength
+        self.synaptic_noise = float(synaptic_noise)
+        self.register_buffer("inhibition", torch.as_tensor(inhibition, dtype=torch.float32).clone())
+        # Homeostatic state (written only by bionic.plasticity.HomeostaticRegulation): a per-unit
+        # excitability added before rectification, and the running rate it steers.
+        self.register_buffer("excitability", torch.zeros(n))
+        self.register_buffer("rate_ema", torch.zeros(n))
+        self.register_buffer("homeostasis_steps", torch.zeros((), dtype=torch.long))
+        self.capture = False
+        self.rate: torch.Tensor | None = None  # output rates [B, n] of the last captured forward
+        if self.recurrent is not None:
+            # The recurrent step starts at half strength so the group begins near feed-forward.
+            with torch.no_grad():
+                self.recurrent.weight.mul_(0.5)
+
+    @property
+    def size(self) -> int:
+        return self.feedforward.out_features
+
+    def set_capture(self, on: bool) -> None:
+        self.capture = on
+        for layer in (self.feedforward, self.recurrent):
+            if isinstance(layer, MaskedLinear):
+                layer.capture = on
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = self.feedforward(x)
+        if self.recurrent is not None:
+            u = u + self.recurrent(F.relu(u))
+        if self.norm is not None:
+            u = self.norm(u)
+        if self.training and self.synaptic_noise > 0:
+            u = u + self.synaptic_noise * torch.randn_like(u)
+        r = F.relu(u + self.excitability)
+        if self.graded_inhibition:
+            drive = r.mean(1, keepdim=True)
+            r = r / (1.0 + self.inhibition_strength * self.inhibition * drive)
+        if self.capture:
+            self.rate = r.detach()
+        return r
+
+    def extra_repr(self) -> str:
+        return (f"size={self.size}, graded_inhibition={self.graded_inhibition}, "
+                f"synaptic_noise={self.synaptic_noise}")

@@ -1,0 +1,505 @@
+"""The ablation report: every run's metrics.json -> tables, statistics, figures.
+
+`python -m bionic report RUNS [--out results] [--seeds 0 1 2] [--variants a b]
+                         [--reference bionic] [--wandb-mode online]`
+
+Per variant: seeds found, mean ± std (ddof=1) of test accuracy and macro F1, the change
+against full BioNIC with a 95 % Welch confidence interval and Welch's t-test p-value,
+per-class recall, parameters, unmasked synapses, epochs to best, and the paper's numbers
+beside ours. A run directory without a readable metrics.json, or a seed that another
+variant has and this one lacks, is listed under "Missing runs"; nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from bionic import EMOTIONS
+from bionic.errors import BionicError
+
+METRICS = "metrics.json"
+
+# ---------------------------------------------------------------------------- the paper
+# Prasanth & Tivnan, arXiv 2601.20876, as summarized in ../shared/PAPER.md (accuracy in %,
+# drops in points when one feature is removed from full BioNIC).
+PAPER_MODELS = {  # variant -> (paper row, accuracy mean, accuracy std, macro F1)
+    "baseline": ("conventional CNN", 60.16, 0.45, 0.5510),
+    "bionic": ("BioNIC", 59.77, 0.27, 0.5652),
+}
+PAPER_BIONIC_ACC = PAPER_MODELS["bionic"][1]
+PAPER_DISGUST_RECALL = {"conventional CNN": 0.26, "BioNIC": 0.40}  # the rarest class
+PAPER_DROPS = {  # removed feature (paper's words) -> drop in points; None = not reported
+    "data augmentation": -22.82,
+    "convolutional layers": -12.14,
+    "LayerNorm": -9.12,
+    "label smoothing": -2.16,
+    "LR scheduler": -1.01,
+    "connectome mask": -1.01,
+    "intra-layer connections": -0.60,
+    "lateral inhibition": -0.24,
+    "graded inhibition": -0.12,
+    "Hebbian plasticity": None,
+    "synaptic noise": None,
+    "weight decay": None,
+}
+# Our ablation file stems (no_<feature>) -> the paper's row; spelled loosely on purpose,
+# compared after dropping "no_", "_" and "-".
+FEATURE_ALIASES = {
+    "data augmentation": ("augmentation", "augment", "aug", "dataaugmentation", "dataaug"),
+    "convolutional layers": ("conv", "convs", "convolution", "convolutions", "convolutional", "convlayers",
+                             "convolutionallayers", "frontend"),
+    "LayerNorm": ("layernorm", "layernormalization", "ln", "norm"),
+    "label smoothing": ("labelsmoothing", "smoothing"),
+    "LR scheduler": ("scheduler", "lrscheduler", "lrschedule", "schedule"),
+    "connectome mask": ("connectome", "mask", "masks", "connectomemask"),
+    "intra-layer connections": ("intralayer", "intra", "intralayerconnections", "within"),
+    "lateral inhibition": ("lateralinhibition", "lateral"),
+    "graded inhibition": ("gradedinhibition", "graded"),
+    "Hebbian plasticity": ("hebbian", "hebb", "plasticity", "hebbianplasticity", "homeostasis"),
+    "synaptic noise": ("synapticnoise", "noise"),
+    "weight decay": ("weightdecay", "wd"),
+}
+_ALIAS = {alias: row for row, aliases in FEATURE_ALIASES.items() for alias in aliases}
+
+
+@dataclass(frozen=True)
+class PaperRow:
+    label: str  # the paper's row, "" when the paper has no such run
+    acc: float | None = None  # accuracy, %
+    acc_std: float | None = None
+    f1: float | None = None
+    delta: float | None = None  # change against BioNIC, points
+    note: str = ""
+
+
+def paper_row(variant: str) -> PaperRow:
+    if variant in PAPER_MODELS:
+        label, acc, std, f1 = PAPER_MODELS[variant]
+        return PaperRow(label, acc, std, f1, None if variant == "bionic" else round(acc - PAPER_BIONIC_ACC, 2))
+    if variant.startswith("no_"):
+        row = _ALIAS.get(variant[3:].replace("_", "").replace("-", "").lower())
+        if row is not None:
+            drop = PAPER_DROPS[row]
+            if drop is None:
+                return PaperRow(f"no {row}", note="not reported")
+            return PaperRow(f"no {row}", round(PAPER_BIONIC_ACC + drop, 2), delta=drop)
+    if variant.startswith("control_"):
+        return PaperRow("", note="our null-model control; not in the paper")
+    return PaperRow("", note="not in the paper")
+
+
+# ---------------------------------------------------------------------------- collecting
+@dataclass
+class Missing:
+    variant: str
+    seed: int
+    reason: str
+
+
+@dataclass
+class VariantRuns:
+    name: str
+    seeds: list[int] = field(default_factory=list)
+    metrics: list[dict] = field(default_factory=list)  # same order as seeds
+
+
+def variant_order(name: str) -> tuple:
+    rank = {"baseline": 0, "bionic": 1}.get(name, 2 if name.startswith("no_") else 3 if name.startswith("control_") else 4)
+    return rank, name
+
+
+def seed_of(path: Path) -> int | None:
+    try:
+        return int(path.name.removeprefix("seed_")) if path.name.startswith("seed_") else None
+    except ValueError:
+        return None
+
+
+def collect(runs_dir: Path, seeds=None, variants=None) -> tuple[list[VariantRuns], list[Missing], list[int]]:
+    """Read RUNS/<variant>/seed_<s>/metrics.json. The expected seeds are those asked for plus
+    every seed any variant has, so a variant with fewer seeds shows up as missing some."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise BionicError(f"{runs_dir} is not a directory; run `make ablations` first or pass the runs folder")
+    found: dict[str, dict[int, Path]] = {}
+    for vdir in runs_dir.iterdir():
+        seed_dirs = {seed_of(d): d for d in vdir.iterdir() if d.is_dir() and seed_of(d) is not None} if vdir.is_dir() else {}
+        if seed_dirs:
+            found[vdir.name] = seed_dirs
+    names = set(found) | set(variants or ())
+    if not names:
+        raise BionicError(f"no runs under {runs_dir} (expected {runs_dir}/<variant>/seed_<s>/); run `make ablations` first")
+    expected = sorted(set(seeds or ()) | {s for d in found.values() for s in d})
+    out, missing = [], []
+    for name in sorted(names, key=variant_order):
+        vr = VariantRuns(name)
+        for seed in expected:
+            run_dir = found.get(name, {}).get(seed)
+            metrics, reason = read_metrics(run_dir) if run_dir else (None, "not run")
+            if metrics is None:
+                missing.append(Missing(name, seed, reason))
+            else:
+                vr.seeds.append(seed)
+                vr.metrics.append(metrics)
+        out.append(vr)
+    return out, missing, expected
+
+
+def read_metrics(run_dir: Path) -> tuple[dict | None, str]:
+    path = run_dir / METRICS
+    if not path.is_file():
+        log = run_dir / "run.log"
+        see = f"; see {log}" if log.is_file() else ""
+        return None, f"no {METRICS} (unfinished or failed{see})"
+    try:
+        metrics = json.loads(path.read_text())
+        float(metrics["test/acc"]), float(metrics["test/f1_macro"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return None, f"unreadable {path}: {type(err).__name__}: {err}"
+    return metrics, ""
+
+
+# ---------------------------------------------------------------------------- statistics
+def mean(xs) -> float:
+    return sum(xs) / len(xs) if xs else math.nan
+
+
+def std(xs) -> float:
+    """Sample standard deviation (ddof=1), as papers report mean ± std over seeds."""
+    if len(xs) < 2:
+        return math.nan
+    m = mean(xs)
+    return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+
+
+@dataclass(frozen=True)
+class Welch:
+    diff: float  # mean(a) - mean(b)
+    lo: float  # 95 % confidence interval of the difference
+    hi: float
+    p: float  # two-sided Welch t-test
+    df: float
+
+
+def welch(a, b, level: float = 0.95) -> Welch:
+    """Difference of means with Welch's CI and t-test: seeds of two variants are independent
+    samples whose variances need not be equal. Needs two or more values on each side."""
+    from scipy import stats
+
+    diff = mean(a) - mean(b)
+    if len(a) < 2 or len(b) < 2:
+        return Welch(diff, math.nan, math.nan, math.nan, math.nan)
+    va, vb = std(a) ** 2 / len(a), std(b) ** 2 / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:  # identical values on both sides: no spread to test against
+        return Welch(diff, diff, diff, math.nan, math.nan)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = stats.t.ppf(0.5 + level / 2, df) * se
+    with warnings.catch_warnings():  # one side with (nearly) no spread is fine: se > 0 above
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    return Welch(diff, diff - half, diff + half, p, df)
+
+
+def unique(values) -> str:
+    vals = sorted({v for v in values if v is not None})
+    if not vals:
+        return ""
+    return str(vals[0]) if len(vals) == 1 else f"{vals[0]}-{vals[-1]}"
+
+
+def summarize(vr: VariantRuns, ref: VariantRuns | None, expected_n: int) -> dict:
+    """One row of the report (accuracy in %, deltas in points, F1 as a fraction)."""
+    acc = [100 * float(m["test/acc"]) for m in vr.metrics]
+    f1 = [float(m["test/f1_macro"]) for m in vr.metrics]
+    row = {
+        "variant": vr.name,
+        "seeds_found": len(acc),
+        "seeds_expected": expected_n,
+        "seeds": " ".join(map(str, vr.seeds)),
+        "acc_mean": mean(acc), "acc_std": std(acc),
+        "f1_mean": mean(f1), "f1_std": std(f1),
+    }
+    d_acc = d_f1 = None
+    if ref is not None and ref.name != vr.name and acc and ref.metrics:
+        d_acc = welch(acc, [100 * float(m["test/acc"]) for m in ref.metrics])
+        d_f1 = welch(f1, [float(m["test/f1_macro"]) for m in ref.metrics])
+    nan = math.nan
+    row.update({
+        "delta_acc": d_acc.diff if d_acc else nan, "delta_acc_ci_low": d_acc.lo if d_acc else nan,
+        "delta_acc_ci_high": d_acc.hi if d_acc else nan, "p_welch_acc": d_acc.p if d_acc else nan,
+        "delta_f1": d_f1.diff if d_f1 else nan, "delta_f1_ci_low": d_f1.lo if d_f1 else nan,
+        "delta_f1_ci_high": d_f1.hi if d_f1 else nan, "p_welch_f1": d_f1.p if d_f1 else nan,
+    })
+    for c in EMOTIONS:
+        row[f"recall_{c}"] = mean([float(m["per_class"][c]["recall"]) for m in vr.metrics
+                                   if c in (m.get("per_class") or {})])
+    row["params"] = unique(m.get("params") for m in vr.metrics)
+    row["synapses"] = unique(m.get("synapses") for m in vr.metrics)
+    # best_epoch is 0-based (the checkpoint's epoch index): epochs to best = best_epoch + 1
+    row["epochs_to_best_mean"] = mean([m["best_epoch"] + 1 for m in vr.metrics if m.get("best_epoch") is not None])
+    row["epochs_trained_mean"] = mean([m["epochs_trained"] for m in vr.metrics if m.get("epochs_trained") is not None])
+    row["max_epochs"] = unique(((m.get("config") or {}).get("trainer") or {}).get("max_epochs") for m in vr.metrics)
+    row["time_per_epoch_s"] = mean([m["time_per_epoch_s"] for m in vr.metrics if m.get("time_per_epoch_s") is not None])
+    paper = paper_row(vr.name)
+    row.update({"paper_row": paper.label, "paper_acc": paper.acc, "paper_acc_std": paper.acc_std,
+                "paper_f1": paper.f1, "paper_delta_acc": paper.delta, "paper_note": paper.note})
+    return row
+
+
+# ---------------------------------------------------------------------------- writing
+def num(x, fmt: str = ".2f", sign: bool = False) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return format(x, ("+" if sign else "") + fmt)
+
+
+def pm(m, s, fmt) -> str:
+    return num(m, fmt) if math.isnan(s) else f"{num(m, fmt)} ± {num(s, fmt)}"
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()})
+
+
+def write_runs_csv(variants: list[VariantRuns], path: Path) -> None:
+    """One line per run, for anyone who wants to redo the statistics."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["variant", "seed", "test_acc", "test_f1_macro", "test_auroc", "best_epoch", "epochs_trained", "run_dir"])
+        for vr in variants:
+            for seed, m in zip(vr.seeds, vr.metrics):
+                w.writerow([vr.name, seed, m["test/acc"], m["test/f1_macro"], m.get("test/auroc", ""),
+                            m.get("best_epoch", ""), m.get("epochs_trained", ""), m.get("run_dir", "")])
+
+
+def markdown(rows: list[dict], missing: list[Missing], runs_dir: Path, ref: str, figures: list[str]) -> str:
+    L = [
+        "# BioNIC ablation report", "",
+        f"From `{runs_dir}` on {datetime.now():%Y-%m-%d %H:%M}, by `python -m bionic report {runs_dir}`.",
+        f"Accuracy is test accuracy in %, mean ± std over seeds (std with ddof=1). Δ is the variant's mean minus "
+        f"`{ref}`'s, in points, with its 95 % confidence interval (Welch) and the two-sided Welch t-test p-value; "
+        "n/a where either side has fewer than two seeds.", "",
+        "## Accuracy, beside the paper", "",
+        "| variant | seeds | test acc % | Δ acc vs " + ref + " [95 % CI] | p (Welch) | macro F1 | Δ F1 "
+        "| paper row | paper acc % | paper Δ | paper F1 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        seeds = f"{r['seeds_found']}/{r['seeds_expected']}" + (" (partial)" if r["seeds_found"] < r["seeds_expected"] else "")
+        if math.isnan(r["delta_acc"]):
+            delta = "—" if r["variant"] == ref else "n/a"
+        elif math.isnan(r["delta_acc_ci_low"]):
+            delta = num(r["delta_acc"], sign=True)
+        else:
+            delta = f"{num(r['delta_acc'], sign=True)} [{num(r['delta_acc_ci_low'], sign=True)}, {num(r['delta_acc_ci_high'], sign=True)}]"
+        paper_acc = pm(r["paper_acc"], r["paper_acc_std"] or math.nan, ".2f") if r["paper_acc"] is not None else ""
+        L.append(" | ".join([
+            f"| {r['variant']}", seeds, pm(r["acc_mean"], r["acc_std"], ".2f"), delta, num(r["p_welch_acc"], ".3g"),
+            pm(r["f1_mean"], r["f1_std"], ".4f"), num(r["delta_f1"], ".4f", sign=True) if r["variant"] != ref else "—",
+            r["paper_row"] or "—", paper_acc or r["paper_note"] or "—",
+            num(r["paper_delta_acc"], sign=True) if r["paper_delta_acc"] is not None else "—",
+            num(r["paper_f1"], ".4f") if r["paper_f1"] is not None else "—",
+        ]) + " |")
+    if not any(r["variant"] == ref and r["seeds_found"] for r in rows):
+        L += ["", f"No finished `{ref}` run: no Δ, CI or p-value could be computed."]
+    L += ["", "Paper accuracy for an ablation row is BioNIC's 59.77 % plus the paper's drop; the paper's Δ for the "
+          "baseline is its CNN accuracy minus BioNIC's. The paper trains up to 400 epochs with early stopping: "
+          "compare Δ, not absolute accuracy, when our epoch budget (below) is smaller.", "",
+          "## Per-class recall (mean over seeds)", "",
+          "| variant | " + " | ".join(EMOTIONS) + " |", "|---|" + "---|" * len(EMOTIONS)]
+    for r in rows:
+        L.append(f"| {r['variant']} | " + " | ".join(num(r[f'recall_{c}'], '.3f') for c in EMOTIONS) + " |")
+    L += ["", "Paper, disgust recall: " + ", ".join(f"{k} {v:.2f}" for k, v in PAPER_DISGUST_RECALL.items()) + "."]
+    L += ["", "## Size and training", "",
+          "| variant | params | unmasked synapses | epochs to best (mean) | epochs trained (mean) | max_epochs | s/epoch |",
+          "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        L.append(f"| {r['variant']} | {r['params'] or '—'} | {r['synapses'] or '—'} | {num(r['epochs_to_best_mean'], '.1f')} "
+                 f"| {num(r['epochs_trained_mean'], '.1f')} | {r['max_epochs'] or '—'} | {num(r['time_per_epoch_s'], '.1f')} |")
+    L += ["", "## Missing runs", ""]
+    if missing:
+        L += ["Not in the statistics above; rerun `make ablations` with the same arguments to finish them.", "",
+              "| variant | seed | why |", "|---|---|---|"]
+        L += [f"| {m.variant} | {m.seed} | {m.reason} |" for m in missing]
+    else:
+        L.append("None: every variant has every seed.")
+    if figures:
+        L += ["", "## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures]
+    return "\n".join(L) + "\n"
+
+
+# ---------------------------------------------------------------------------- figures
+def figures(rows: list[dict], variants: list[VariantRuns], out: Path, ref: str) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = []
+    # 1. change in accuracy per variant, with the paper's drop beside it
+    others = [r for r in rows if r["variant"] != ref and not math.isnan(r["delta_acc"])]
+    if others:
+        fig, ax = plt.subplots(figsize=(7, 0.45 * len(others) + 1.5))
+        y = list(range(len(others)))[::-1]
+        d = [r["delta_acc"] for r in others]
+        err = [[0 if math.isnan(r["delta_acc_ci_low"]) else r["delta_acc"] - r["delta_acc_ci_low"] for r in others],
+               [0 if math.isnan(r["delta_acc_ci_high"]) else r["delta_acc_ci_high"] - r["delta_acc"] for r in others]]
+        ax.barh(y, d, xerr=err, color="tab:blue", alpha=0.7, capsize=3, label="ours (95 % CI, Welch)")
+        py = [yy for yy, r in zip(y, others) if r["paper_delta_acc"] is not None]
+        px = [r["paper_delta_acc"] for r in others if r["paper_delta_acc"] is not None]
+        if px:
+            ax.scatter(px, py, marker="x", color="black", zorder=3, label="paper")
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.set_yticks(y, [r["variant"] for r in others])
+        ax.set_xlabel(f"test accuracy change vs {ref} (points)")
+        ax.set_title("bars: ours, mean over seeds; x: the paper", fontsize=9)
+        ax.legend(loc="best", fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "delta_accuracy.png", dpi=120)
+        plt.close(fig)
+        made.append("delta_accuracy.png")
+    # 2. confusion matrices, summed over seeds, each row normalized (recall on the diagonal)
+    with_cm = [vr for vr in variants if any(m.get("confusion_matrix") for m in vr.metrics)]
+    if with_cm:
+        cols = min(4, len(with_cm))
+        nrows = math.ceil(len(with_cm) / cols)
+        fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 3.2 * nrows), squeeze=False)
+        for ax in axes.flat:
+            ax.axis("off")
+        for ax, vr in zip(axes.flat, with_cm):
+            cms = [m["confusion_matrix"] for m in vr.metrics if m.get("confusion_matrix")]
+            k = len(cms[0])
+            total = [[sum(cm[i][j] for cm in cms) for j in range(k)] for i in range(k)]
+            norm = [[v / max(1, sum(row)) for v in row] for row in total]
+            ax.axis("on")
+            ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
+            ax.set_title(f"{vr.name} ({len(cms)} seeds)", fontsize=9)
+            labels = [e[:3] for e in EMOTIONS][:k]
+            ax.set_xticks(range(k), labels, fontsize=7, rotation=90)
+            ax.set_yticks(range(k), labels, fontsize=7)
+            for i in range(k):
+                ax.text(i, i, f"{norm[i][i]:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if norm[i][i] > 0.5 else "black")
+        fig.supxlabel("predicted")
+        fig.supylabel("true")
+        fig.tight_layout()
+        fig.savefig(out / "confusion_matrices.png", dpi=110)
+        plt.close(fig)
+        made.append("confusion_matrices.png")
+    # 3. training curves: mean over seeds per epoch
+    with_hist = [vr for vr in variants if any(m.get("history") for m in vr.metrics)]
+    if with_hist:
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.5))
+        colors = plt.get_cmap("tab20")
+        for i, vr in enumerate(with_hist):
+            for ax, key in ((a1, "val/acc"), (a2, "train/loss")):
+                by_epoch: dict[int, list[float]] = {}
+                for m in vr.metrics:
+                    for h in m.get("history") or []:
+                        if h.get(key) is not None:
+                            by_epoch.setdefault(int(h["epoch"]), []).append(float(h[key]))
+                if by_epoch:
+                    xs = sorted(by_epoch)
+                    style = "-" if vr.name in (ref, "baseline") else "--"
+                    ax.plot(xs, [mean(by_epoch[x]) for x in xs], style, color=colors(i % 20), label=vr.name, lw=1.2)
+        a1.xaxis.get_major_locator().set_params(integer=True)
+        a2.xaxis.get_major_locator().set_params(integer=True)
+        a1.set(xlabel="epoch", ylabel="val/acc (mean over seeds)")
+        a2.set(xlabel="epoch", ylabel="train/loss (mean over seeds)")
+        a2.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        fig.tight_layout()
+        fig.savefig(out / "training_curves.png", dpi=110)
+        plt.close(fig)
+        made.append("training_curves.png")
+    return made
+
+
+# ---------------------------------------------------------------------------- W&B
+def log_wandb(rows: list[dict], out: Path, made: list[str], project: str, mode: str) -> None:
+    """Online only: a W&B Table of the report plus its figures, as a `report` job."""
+    if mode != "online":
+        return
+    try:
+        import wandb
+
+        run = wandb.init(project=project, job_type="report", name="ablation-report", mode="online",
+                         config={"report_dir": str(out)})
+        columns = list(rows[0])
+        table = wandb.Table(columns=columns, data=[[None if isinstance(v, float) and math.isnan(v) else v
+                                                    for v in r.values()] for r in rows])
+        run.log({"ablations": table, **{Path(f).stem: wandb.Image(str(out / f)) for f in made}})
+        run.finish()
+        print(f"logged the report table to W&B project {project}")
+    except Exception as err:  # the files are written; W&B is a copy, so do not fail the report
+        print(f"warning: could not log the report to W&B ({type(err).__name__}: {err}); the files are in {out}",
+              file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------- entry point
+def report(runs_dir: Path, out: Path, seeds=None, variants=None, ref: str = "bionic",
+           wandb_mode: str | None = None, wandb_project: str | None = None, plots: bool = True) -> dict:
+    found, missing, expected = collect(runs_dir, seeds, variants)
+    by_name = {vr.name: vr for vr in found}
+    ref_runs = by_name.get(ref)
+    rows = [summarize(vr, ref_runs, len(expected)) for vr in found]
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(rows, out / "ablations.csv")
+    write_runs_csv(found, out / "ablations_runs.csv")
+    made = figures(rows, [vr for vr in found if vr.metrics], out, ref) if plots else []
+    (out / "ablations.md").write_text(markdown(rows, missing, runs_dir, ref, made))
+    project = wandb_project or next(((m.get("config") or {}).get("wandb", {}).get("project")
+                                     for vr in found for m in vr.metrics if (m.get("config") or {}).get("wandb")), None)
+    log_wandb(rows, out, made, project or "bionic", wandb_mode or os.environ.get("WANDB_MODE", "offline"))
+    return {"rows": rows, "missing": missing, "figures": made}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bionic report", description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", type=Path, nargs="?", default=Path("runs"), help="the matrix's runs folder (default: runs)")
+    p.add_argument("--out", type=Path, default=Path("results"), help="where the report goes (default: results)")
+    p.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds expected (default: every seed found)")
+    p.add_argument("--variants", nargs="+", default=None, help="variants expected besides those found")
+    p.add_argument("--matrix", action="store_true",
+                   help="expect every variant of the matrix (configs/ and ablations/), so one never started is listed")
+    p.add_argument("--root", type=Path, default=None, help="repository for --matrix (default: as `ablations`)")
+    p.add_argument("--reference", default="bionic", help="the variant deltas are taken against (default: bionic)")
+    p.add_argument("--wandb-mode", choices=("online", "offline", "disabled"), default=None,
+                   help="online also logs a W&B Table (default: $WANDB_MODE, else offline = no logging)")
+    p.add_argument("--wandb-project", default=None)
+    p.add_argument("--no-plots", action="store_true")
+    args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        variants = list(args.variants or ())
+        if args.matrix:
+            from bionic.ablations import default_root, discover_variants
+
+            variants += list(discover_variants(args.root or default_root()))
+        result = report(args.runs, args.out, args.seeds, variants, args.reference, args.wandb_mode,
+                        args.wandb_project, plots=not args.no_plots)
+    except BionicError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    n_runs = sum(r["seeds_found"] for r in result["rows"])
+    print(f"report: {len(result['rows'])} variants, {n_runs} runs, {len(result['missing'])} missing -> "
+          f"{args.out / 'ablations.md'}, {args.out / 'ablations.csv'}, {len(result['figures'])} figures")
+    for m in result["missing"]:
+        print(f"  missing: {m.variant} seed {m.seed}: {m.reason}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""The BioNIC network: sizes and masks from the wiring, masked synapses stay zero, switches work."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bionic.errors import BionicError
+from bionic.nets import BioNIC
+from bionic.nets.layers import LateralInhibition, MaskedLinear
+from bionic.nets.synthetic import synthetic_wiring
+
+torch.set_num_threads(1)
+
+SIZES = (12, 10, 8, 9)
+
+
+@pytest.fixture
+def wiring():
+    return synthetic_wiring(SIZES, density=0.3, seed=0)
+
+
+def small_net(wiring, **kw):
+    kw.setdefault("conv_channels", (4, 6))
+    kw.setdefault("pool_size", 4)
+    return BioNIC(wiring=wiring, **kw)
+
+
+def images(n=4, seed=0):
+    return torch.randn(n, 1, 48, 48, generator=torch.Generator().manual_seed(seed))
+
+
+def test_group_sizes_and_mask_shapes_follow_the_wiring(wiring):
+    net = small_net(wiring)
+    assert [g.size for g in net.groups] == list(SIZES)
+    assert net.group_names == ["A", "B", "C", "D"]
+    for i, group in enumerate(net.groups):
+        if i > 0:
+            assert isinstance(group.feedforward, MaskedLinear)
+            assert torch.equal(group.feedforward.mask, wiring.between[i - 1])
+        assert torch.equal(group.recurrent.mask, wiring.within[i])
+        assert torch.equal(group.inhibition, wiring.inhibition[i])
+    assert net.readout.in_features == SIZES[-1] and net.readout.out_features == 7
+    expected = sum(int(m.sum()) for m in wiring.between) + sum(int(m.sum()) for m in wiring.within)
+    assert net.n_synapses == expected
+    assert net(images()).shape == (4, 7)
+    # masks are buffers: saved with the model, not trained
+    assert "groups.1.feedforward.mask" in net.state_dict()
+    assert all("mask" not in name for name, _ in net.named_parameters())
+
+
+def test_other_sizes_are_not_hard_coded():
+    net = small_net(synthetic_wiring((5, 7, 3), seed=1))
+    assert [g.size for g in net.groups] == [5, 7, 3] and net(images(2)).shape == (2, 7)
+
+
+def test_masked_weights_stay_zero_and_get_zero_gradient(wiring):
+    torch.manual_seed(0)
+    net = small_net(wiring)
+    layers = [layer for _, layer, _ in net.plastic_synapses()]
+    assert len(layers) == 3 + 4
+    for layer in layers:  # zeroed at init, not only hidden by the forward
+        assert torch.all(layer.weight[layer.mask == 0] == 0)
+    opt = torch.optim.AdamW(net.parameters(), lr=0.05, weight_decay=0.1)
+    y = torch.tensor([0, 1, 2, 3])
+    for step in range(5):
+        opt.zero_grad()
+        F.cross_entropy(net(images(seed=step)), y).backward()
+        for layer in layers:
+            assert torch.all(layer.weight.grad[layer.mask == 0] == 0)
+            assert layer.weight.grad[layer.mask == 1].abs().sum() > 0  # the real synapses do learn
+        opt.step()
+    for layer in layers:
+        assert torch.all(layer.weight[layer.mask == 0] == 0)
+
+
+def test_noise_only_in_training(wiring):
+    net = small_net(wiring, synaptic_noise=0.5).eval()
+    x = images()
+    assert torch.equal(net(x), net(x))
+    net.train()
+    assert not torch.equal(net(x), net(x))
+    quiet = small_net(wiring, synaptic_noise=0.0).train()
+    assert torch.equal(quiet(x), quiet(x))
+
+
+def test_no_mask_is_dense_with_the_same_sizes(wiring):
+    net = small_net(wiring, mask="dense")
+    assert [g.size for g in net.groups] == list(SIZES)
+    for i, group in enumerate(net.groups):
+        if i > 0:
+            assert group.feedforward.mask.shape == wiring.between[i - 1].shape
+            assert torch.all(group.feedforward.mask == 1)
+        n = SIZES[i]
+        assert torch.equal(group.recurrent.mask, torch.ones(n, n) - torch.eye(n))
+    connectome = small_net(wiring)
+    assert net.n_synapses > connectome.n_synapses
+    # same dense parameter tensors: the ablation changes which synapses exist, not the model size
+    assert sum(p.numel() for p in net.parameters()) == sum(p.numel() for p in connectome.parameters())
+    assert net.wiring_source["mask"] == "dense"
+
+
+@pytest.mark.parametrize("switch, value", [
+    ("conv", False), ("lateral_inhibition", False), ("mask", "dense"), ("intra_layer", False),
+    ("graded_inhibition", False), ("layer_norm", False), ("synaptic_noise", 0.0),
+])
+def test_each_switch_changes_the_network_and_trains(wiring, switch, value):
+    x = images()
+    torch.manual_seed(0)
+    off = small_net(wiring, **{switch: value}).train()
+    loss = off(x).logsumexp(1).mean()
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None for p in off.parameters())
+    # same init seed, same noise seed: the outputs differ only because of the switch
+    torch.manual_seed(0)
+    on = small_net(wiring).train()
+    torch.manual_seed(1)
+    a = on(x)
+    torch.manual_seed(1)
+    b = off(x)
+    assert not torch.allclose(a, b)
+    assert off.switches[switch] == value
+
+
+def test_switches_remove_the_parts():
+    w = synthetic_wiring(SIZES)
+    assert not any(isinstance(m, LateralInhibition) for m in small_net(w, lateral_inhibition=False).modules())
+    assert any(isinstance(m, LateralInhibition) for m in small_net(w).modules())
+    assert all(g.recurrent is None for g in small_net(w, intra_layer=False).groups)
+    assert all(g.norm is None for g in small_net(w, layer_norm=False).groups)
+    no_conv = small_net(w, conv=False)
+    assert no_conv.groups[0].feedforward.in_features == 48 * 48
+    assert not any(isinstance(m, torch.nn.Conv2d) for m in no_conv.modules())
+
+
+def test_lateral_inhibition_is_a_local_competition():
+    li = LateralInhibition()
+    x = torch.zeros(1, 3, 5, 5)
+    x[0, 1, 2, 2] = 1.0
+    alone = li(x)[0, 1, 2, 2]
+    x[0, 0, 2, 3] = 3.0  # a strong neighbour (other channel, next position)
+    crowded = li(x)[0, 1, 2, 2]
+    assert crowded < alone  # suppressed by its neighbour: not a pointwise function
+    x[0, 0, 2, 3] = 0.0
+    x[0, 0, 0, 0] = 3.0  # far away: no effect
+    assert torch.isclose(li(x)[0, 1, 2, 2], alone)
+    assert torch.allclose(li(-x), -li(x))  # sign-preserving, unlike a rectifier
+
+
+def test_bad_settings_are_one_line_errors(wiring):
+    with pytest.raises(BionicError, match="unknown mask"):
+        small_net(wiring, mask="sparse")
+    with pytest.raises(BionicError, match="synaptic_noise"):
+        small_net(wiring, synaptic_noise=-1.0)
+    with pytest.raises(BionicError, match="null-model"):
+        small_net(wiring, mask="shuffled")
+    broken = synthetic_wiring(SIZES)
+    broken.between[0] = broken.between[0].t()
+    with pytest.raises(BionicError, match="between-mask 0"):
+        small_net(broken)
+
+
+def test_capture_only_when_asked(wiring):
+    net = small_net(wiring)
+    net(images())
+    assert all(g.rate is None for g in net.groups)
+    net.set_capture(True)
+    net(images())
+    net.set_capture(False)
+    for name, layer, group in net.plastic_synapses():
+        assert layer.pre is not None and not layer.pre.requires_grad
+        assert group.rate.shape == (4, group.size)
+
+
+def test_lateral_inhibition_is_divisive_normalization_over_a_3d_neighbourhood():
+    li = LateralInhibition(channel_window=3, spatial_window=3, alpha=0.7, beta=0.5)
+    x = torch.randn(2, 8, 9, 9)
+    energy = F.avg_pool3d((x * x).unsqueeze(1), (3, 3, 3), stride=1, padding=1, count_include_pad=False).squeeze(1)
+    assert torch.allclose(li(x), x / (1 + 0.7 * energy).sqrt(), atol=1e-5)

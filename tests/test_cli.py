@@ -1,0 +1,104 @@
+"""The LightningCLI entry point, end to end in subprocesses, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+
+from conftest import REPO, bionic_cmd, tiny_fit_args
+
+
+def run(args, timeout=300, **kw):
+    return subprocess.run(bionic_cmd(*args), cwd=REPO, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def test_fast_dev_run_baseline(fer_root, tmp_path):
+    r = run(["fit", "--config", "configs/baseline.yaml", "--trainer.fast_dev_run=true",
+             "--data.root", str(fer_root), "--trainer.default_root_dir", str(tmp_path / "run"),
+             "--wandb.mode", "disabled"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "BaselineCNN: 1,381,169 parameters" in r.stderr
+
+
+def test_fit_then_test_writes_metrics(fer_root, tmp_path):
+    run_dir = tmp_path / "run"
+    r = run(["fit", "--config", "configs/baseline.yaml", *tiny_fit_args(fer_root, run_dir),
+             "--wandb.mode", "offline", "--seed_everything", "0"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (run_dir / "checkpoints" / "best.ckpt").is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert list((run_dir / "wandb").glob("offline-run-*")), "W&B offline run missing"
+    r = run(["test", "--config", str(run_dir / "config.yaml")])
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("test/acc", "test/f1_macro", "test/auroc", "per_class", "confusion_matrix", "params", "seed",
+                "best_epoch", "config", "splits", "history"):
+        assert key in m, key
+    assert m["seed"] == 0 and m["params"] == 1_381_169
+    assert sum(map(sum, m["confusion_matrix"])) == 28  # the fixture's 7 classes x 4 PublicTest images
+    assert m["splits"]["test"]["source"] == "PublicTest" and "Training" in m["splits"]["val"]["source"]
+    assert set(m["per_class"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
+    assert (run_dir / "confusion_matrix.png").stat().st_size > 1000
+    splits = json.loads((run_dir / "splits.json").read_text())
+    assert not set(splits["val"]) & set(splits["test"])
+
+
+def _steps(ckpt):
+    return torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"]
+
+
+def test_killed_run_resumes_to_the_same_step_count(fer_root, tmp_path):
+    args = ["fit", "--config", "configs/baseline.yaml", *tiny_fit_args(fer_root, tmp_path / "killed"),
+            "--trainer.max_epochs", "6", "--trainer.callbacks", "[]"]
+    proc = subprocess.Popen(bionic_cmd(*args), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 240
+    while not last.is_file() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert last.is_file()
+    r = run(args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resuming from" in r.stderr
+    # 6 epochs x 2 batches, exactly as an uninterrupted run
+    assert _steps(last) == 12
+    history = json.loads((tmp_path / "killed" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == list(range(6))
+
+
+def test_unknown_config_key_is_refused(tmp_path):
+    r = run(["fit", "--config", "configs/baseline.yaml", "--model.no_such_knob", "3"])
+    assert r.returncode == 2
+    assert "no_such_knob" in r.stderr
+
+
+def test_missing_data_root_is_one_clear_line(tmp_path):
+    r = run(["fit", "--config", "configs/baseline.yaml", *tiny_fit_args(tmp_path / "absent", tmp_path / "run")])
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    err = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and "no FER-2013 data" in err[0] and "kaggle" in err[0]
+
+
+def test_predict_any_size_and_colour(fer_root, tmp_path):
+    run_dir = tmp_path / "run"
+    assert run(["fit", "--config", "configs/baseline.yaml", *tiny_fit_args(fer_root, run_dir)]).returncode == 0
+    images = tmp_path / "faces"
+    images.mkdir()
+    Image.new("RGB", (120, 90), (10, 200, 30)).save(images / "colour.png")
+    Image.fromarray(np.full((64, 64), 128, np.uint8)).save(images / "grey64.jpg")
+    r = run(["predict", "--config", str(run_dir / "config.yaml"), "--ckpt_path",
+             str(run_dir / "checkpoints" / "best.ckpt"), "--data.predict_path", str(images)])
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [line.split(",") for line in r.stdout.strip().splitlines()[1:]]
+    assert [row[0].rsplit("/", 1)[-1] for row in rows] == ["colour.png", "grey64.jpg"]
+    for row in rows:
+        probs = list(map(float, row[2:]))
+        assert len(probs) == 7 and abs(sum(probs) - 1) < 1e-3
+        assert row[1] in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")

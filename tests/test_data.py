@@ -1,0 +1,143 @@
+"""FER-2013 readers, split rules, cache and batched augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bionic import EMOTIONS
+from bionic.data import FER2013DataModule, fer2013
+from bionic.data.augment import Augmentation
+from bionic.data.fer2013 import read_fer2013
+from bionic.errors import BionicError
+from conftest import make_csv, make_folders
+
+
+def test_folders_labels_follow_standard_order(tmp_path):
+    root = make_folders(tmp_path, {"train": 3, "test": 2})
+    splits = read_fer2013(root, progress=False, val_fraction=0.34)
+    for role in ("train", "val", "test"):
+        for img, label, name in zip(splits.images[role], splits.labels[role], splits.ids[role]):
+            assert name.split("/")[1] == EMOTIONS[int(label)]
+            # the synthetic face's bright band sits at a row set by the label
+            assert img[3 + 6 * int(label) + 2].float().mean() > 150
+
+
+def test_full_kaggle_download_splits_by_prefix(tmp_path):
+    root = make_folders(tmp_path, {"train": 2, "test": 4},
+                        prefixes={"train": ["Training"], "test": ["PublicTest", "PrivateTest"]})
+    s = read_fer2013(root, progress=False)
+    assert all("Training_" in i for i in s.ids["train"])
+    assert all("PublicTest_" in i for i in s.ids["val"])
+    assert all("PrivateTest_" in i for i in s.ids["test"])
+    assert (len(s.ids["train"]), len(s.ids["val"]), len(s.ids["test"])) == (14, 14, 14)
+    assert "PrivateTest" in s.rule
+
+
+def test_without_private_test_validation_is_carved_from_training(tmp_path):
+    root = make_folders(tmp_path, {"train": 10, "test": 2})
+    s = read_fer2013(root, progress=False, val_fraction=0.2, split_seed=3)
+    assert all("Training_" in i for i in s.ids["train"] + s.ids["val"])
+    assert all("PublicTest_" in i for i in s.ids["test"])
+    assert not set(s.ids["train"]) & set(s.ids["val"])
+    assert torch.equal(s.labels["val"].bincount(), torch.full((7,), 2))  # stratified: 20% of 10 per class
+    again = read_fer2013(root, progress=False, val_fraction=0.2, split_seed=3)
+    assert again.ids["val"] == s.ids["val"]
+    other = read_fer2013(root, progress=False, val_fraction=0.2, split_seed=4)
+    assert other.ids["val"] != s.ids["val"]
+
+
+def test_folders_without_prefixes_use_test_folder(tmp_path):
+    root = make_folders(tmp_path, {"train": 5, "test": 2}, prefixes={"train": [""], "test": [""]})
+    s = read_fer2013(root, progress=False, val_fraction=0.2)
+    assert len(s.ids["test"]) == 14 and all(i.startswith("test/") for i in s.ids["test"])
+    assert len(s.ids["val"]) == 7 and all(i.startswith("train/") for i in s.ids["val"])
+
+
+@pytest.mark.parametrize("icml", [False, True])
+def test_csv_layouts(tmp_path, icml):
+    name = "icml_face_data.csv" if icml else "fer2013.csv"
+    make_csv(tmp_path / name, {"Training": 3, "PublicTest": 2, "PrivateTest": 1}, icml=icml)
+    s = read_fer2013(tmp_path, progress=False)
+    assert [len(s.ids[r]) for r in ("train", "val", "test")] == [21, 14, 7]
+    assert s.images["train"].dtype == torch.uint8 and s.images["train"].shape[1:] == (48, 48)
+    assert s.labels["test"].tolist() == list(range(7))
+    assert s.layout == "csv"
+
+
+def test_cache_skips_decoding_and_notices_changes(tmp_path, monkeypatch):
+    root = make_folders(tmp_path / "fer", {"train": 2, "test": 1})
+    first = read_fer2013(root, cache_dir=tmp_path / "cache", progress=False)
+
+    def boom(*a, **k):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(fer2013, "read_folders", boom)
+    second = read_fer2013(root, cache_dir=tmp_path / "cache", progress=False)
+    assert torch.equal(first.images["train"], second.images["train"])
+    assert second.fingerprint == first.fingerprint
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(root / "train" / "angry" / "Training_new.jpg")
+    with pytest.raises(AssertionError, match="decoded again"):
+        read_fer2013(root, cache_dir=tmp_path / "cache", progress=False)
+
+
+def test_colour_and_other_sizes_are_converted(tmp_path):
+    root = make_folders(tmp_path, {"train": 2, "test": 1})
+    Image.new("RGB", (100, 80), (200, 10, 10)).save(root / "train" / "happy" / "Training_colour.png")
+    s = read_fer2013(root, progress=False, val_fraction=0.0)
+    assert s.images["train"].shape[1:] == (48, 48)
+    assert len(s.ids["train"]) == 15
+
+
+def test_missing_root_says_what_was_looked_for(tmp_path):
+    with pytest.raises(BionicError, match="fer2013.csv.*train/<class>.*kaggle"):
+        read_fer2013(tmp_path / "nowhere", progress=False)
+
+
+def test_missing_and_empty_class_folders(tmp_path):
+    root = make_folders(tmp_path, {"train": 1, "test": 1})
+    for f in (root / "train" / "fear").iterdir():
+        f.unlink()
+    with pytest.raises(BionicError, match="fear.* holds no images"):
+        read_fer2013(root, progress=False)
+    (root / "train" / "fear").rmdir()
+    with pytest.raises(BionicError, match="no 'fear' folder"):
+        read_fer2013(root, progress=False)
+
+
+def test_bad_csv_row_is_named(tmp_path):
+    path = make_csv(tmp_path / "fer2013.csv", {"Training": 1, "PublicTest": 1})
+    lines = path.read_text().splitlines()
+    lines[4] = "3,1 2 3,Training"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(BionicError, match="row 5 does not parse"):
+        read_fer2013(tmp_path, progress=False)
+
+
+def test_augmentation_is_batched_and_switchable():
+    torch.manual_seed(0)
+    x = torch.rand(32, 1, 48, 48)
+    aug = Augmentation()
+    y = aug(x)
+    assert y.shape == x.shape and not torch.equal(x, y)
+    assert torch.isfinite(y).all()
+    off = Augmentation(crop_padding=0, hflip=False, rotation=0.0, scale=0.0, erasing=0.0)
+    assert torch.allclose(off(x), x)
+    flip = Augmentation(crop_padding=0, hflip=True, rotation=0.0, scale=0.0, erasing=0.0)
+    out = flip(x)
+    for i in range(len(x)):  # each image is either itself or its mirror image
+        assert torch.allclose(out[i], x[i], atol=1e-5) or torch.allclose(out[i], x[i].flip(-1), atol=1e-5)
+    erase = Augmentation(crop_padding=0, hflip=False, rotation=0.0, scale=0.0, erasing=1.0)
+    assert ((erase(torch.ones(8, 1, 48, 48)) == 0).flatten(1).sum(1) > 0).all()
+
+
+def test_datamodule_normalizes_with_training_statistics(fer_root):
+    dm = FER2013DataModule(root=str(fer_root), batch_size=8, augment=False, progress=False)
+    dm.setup("fit")
+    images, labels = next(iter(dm.train_dataloader()))
+    assert images.dtype == torch.uint8 and images.shape == (8, 48, 48)
+    x, y = dm.on_after_batch_transfer((dm.splits.images["train"], dm.splits.labels["train"]), 0)
+    assert x.shape[1] == 1 and abs(x.mean().item()) < 1e-3 and abs(x.std().item() - 1) < 1e-2
+    assert dm.state_dict()["mean"] == pytest.approx(dm.splits.images["train"].float().div(255).mean().item())

@@ -1,0 +1,212 @@
+"""Hebbian (Oja) and homeostatic plasticity callbacks: the rule, the controller, masks, the switch."""
+
+import lightning as L
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from bionic.errors import BionicError
+from bionic.nets import BioNIC
+from bionic.nets.layers import MaskedLinear
+from bionic.nets.synthetic import synthetic_wiring
+from bionic.plasticity import (HebbianPlasticity, HomeostaticRegulation, Plasticity, oja_update,
+                               plasticity_callbacks)
+
+torch.set_num_threads(1)
+
+
+def small_net(**kw):
+    return BioNIC(wiring=synthetic_wiring((12, 10, 8, 9), density=0.3, seed=0), conv_channels=(4, 6),
+                  pool_size=4, **kw)
+
+
+def plastic_step(callbacks, net, x):
+    """One training step's worth of plasticity, driven by hand: capture, forward, update."""
+    for cb in callbacks:
+        cb.on_train_batch_start(None, None, x, 0)
+    out = net(x)
+    for cb in callbacks:
+        cb.on_train_batch_end(None, None, None, x, 0)
+    return out
+
+
+class LinearNeuron(nn.Module):
+    """y = w . x: the setting of Oja's theorem, exposing the same plasticity interface as BioNIC."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.synapses = MaskedLinear(torch.ones(1, d), bias=False)
+        self.rate = None
+
+    def set_capture(self, on):
+        self.synapses.capture = self.capture = on
+
+    def forward(self, x):
+        y = self.synapses(x)
+        if self.capture:
+            self.rate = y.detach()
+        return y
+
+    def plastic_synapses(self):
+        return [("x->y", self.synapses, self)]
+
+    def laminar_groups(self):
+        return []
+
+
+def test_oja_finds_the_leading_principal_component():
+    g = torch.Generator().manual_seed(0)
+    d = 6
+    q, _ = torch.linalg.qr(torch.randn(d, d, generator=g))
+    cov = q @ torch.diag(torch.tensor([4.0, 1.5, 1.0, 0.5, 0.3, 0.1])) @ q.t()
+    chol = torch.linalg.cholesky(cov)
+    neuron = LinearNeuron(d)
+    hebb = HebbianPlasticity(neuron, Plasticity(eta=0.01, max_norm=None))
+    start = neuron.synapses.weight.detach().clone()
+    with torch.no_grad():
+        for _ in range(1500):
+            plastic_step([hebb], neuron, torch.randn(32, d, generator=g) @ chol.t())
+    w = neuron.synapses.weight.detach()[0]
+    pc1 = q[:, 0]
+    assert abs(torch.dot(w, pc1)) / w.norm() > 0.95
+    assert abs(w.norm() - 1.0) < 0.1  # Oja's rule normalizes the weight vector
+    assert abs(torch.dot(start[0], pc1)) / start.norm() < 0.9  # it did not start there
+    assert int(hebb.skipped) == 0
+
+
+def test_oja_update_formula():
+    w = torch.tensor([[0.5, -1.0], [2.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0], [0.0, 1.0]])
+    pre = torch.tensor([[1.0, 2.0], [3.0, 0.0]])
+    post = torch.tensor([[1.0, 0.0], [2.0, 1.0]])
+    # by hand: <post pre^T> = [[3.5, 1], [1.5, 0]];  <post^2> = [2.5, 0.5]
+    expected = 0.1 * (torch.tensor([[3.5, 1.0], [1.5, 0.0]]) - torch.tensor([[1.25, -2.5], [1.0, 0.0]])) * mask
+    assert torch.allclose(oja_update(w, mask, pre, post, eta=0.1), expected)
+
+
+def test_homeostasis_brings_rates_to_target():
+    torch.manual_seed(0)
+    net = small_net(synaptic_noise=0.0, conv=False).eval()  # plasticity lives in the laminar part
+    cfg = Plasticity(target_rate=0.25, homeostasis_rate=0.05, ema=0.9)
+    homeo = HomeostaticRegulation(net, cfg)
+    g = torch.Generator().manual_seed(1)
+    before = _rates(net, g)
+    with torch.no_grad():
+        for _ in range(400):
+            plastic_step([homeo], net, torch.randn(64, 1, 48, 48, generator=g))
+    after = _rates(net, g)
+    tolerance = 0.05  # per unit, on a fresh batch of 512 images
+    assert (before - 0.25).abs().max() > tolerance  # the test starts away from the target
+    assert (after - 0.25).abs().max() < tolerance
+    for _, group in net.laminar_groups():
+        assert (group.rate_ema - 0.25).abs().max() < tolerance
+        assert group.excitability.abs().max() <= cfg.max_excitability
+
+
+def _rates(net, g):
+    net.set_capture(True)
+    with torch.no_grad():
+        net(torch.randn(512, 1, 48, 48, generator=g))
+    net.set_capture(False)
+    return torch.cat([group.rate.mean(0) for _, group in net.laminar_groups()])
+
+
+def test_masked_entries_stay_exactly_zero_after_many_plastic_steps():
+    torch.manual_seed(0)
+    net = small_net(synaptic_noise=0.1, conv=False)
+    cbs = plasticity_callbacks(net, Plasticity(eta=0.05, homeostasis_rate=0.01, synaptic_scaling=True))
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=0.1)
+    g = torch.Generator().manual_seed(2)
+    for _ in range(100):
+        x, y = torch.randn(16, 1, 48, 48, generator=g), torch.randint(0, 7, (16,), generator=g)
+        opt.zero_grad()
+        for cb in cbs:
+            cb.on_train_batch_start(None, None, x, 0)
+        nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+        for cb in cbs:
+            cb.on_train_batch_end(None, None, None, x, 0)
+    changed = 0
+    for name, layer, _ in net.plastic_synapses():
+        assert torch.all(layer.weight[layer.mask == 0] == 0), name
+        assert torch.isfinite(layer.weight).all()
+        changed += int((layer.weight[layer.mask == 1] != 0).sum())
+    assert changed > 0
+
+
+@pytest.mark.parametrize("eta, decay", [(1e3, 1.0), (1e6, 0.0)])
+def test_extreme_learning_rates_stay_finite(eta, decay):
+    torch.manual_seed(0)
+    net = small_net(layer_norm=False)
+    cbs = plasticity_callbacks(net, Plasticity(eta=eta, decay=decay, homeostasis_rate=10.0))
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for _ in range(30):
+            out = plastic_step(cbs, net, torch.randn(8, 1, 48, 48, generator=g) * 100)
+    assert torch.isfinite(out).all()
+    assert all(torch.isfinite(t).all() for t in net.state_dict().values() if t.is_floating_point())
+    for name, layer, _ in net.plastic_synapses():
+        assert layer.weight.norm(dim=1).max() <= 5.0 + 1e-3, name  # max_norm holds the rows
+
+
+def test_non_finite_update_is_skipped_and_counted():
+    net = small_net()
+    hebb = HebbianPlasticity(net, Plasticity())
+    x = torch.randn(4, 1, 48, 48)
+    plastic_step([hebb], net, x)
+    assert int(hebb.skipped) == 0
+    _, layer, _ = net.plastic_synapses()[0]
+    before = layer.weight.detach().clone()
+    layer.pre = torch.full_like(layer.pre, float("inf"))
+    with torch.no_grad():
+        hebb.update(None, None)
+    assert int(hebb.skipped) == 1
+    assert torch.equal(layer.weight, before)
+
+
+# --- the switch, through Lightning ------------------------------------------------------------
+
+def _fit(hebbian, plasticity=Plasticity(), steps=4, seed=0):
+    from bionic.modules import EmotionClassifier
+
+    L.seed_everything(seed, workers=True)
+    net = small_net()
+    model = EmotionClassifier(net, lr=1e-2, scheduler=None, hebbian=hebbian, plasticity=plasticity)
+    g = torch.Generator().manual_seed(seed)
+    data = TensorDataset(torch.randn(8 * steps, 1, 48, 48, generator=g), torch.randint(0, 7, (8 * steps,), generator=g))
+    trainer = L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                        deterministic=True)
+    trainer.fit(model, DataLoader(data, batch_size=8))
+    return model, trainer
+
+
+def test_switch_off_is_the_pure_gradient_run():
+    off, trainer_off = _fit(hebbian=False)
+    assert off.configure_callbacks() == []
+    assert not any(isinstance(cb, (HebbianPlasticity, HomeostaticRegulation)) for cb in trainer_off.callbacks)
+    # callbacks present but doing nothing: proves capture and hooks leave the gradient path alone
+    idle, _ = _fit(hebbian=True, plasticity=Plasticity(eta=0.0, homeostasis_rate=0.0, max_norm=None))
+    on, trainer_on = _fit(hebbian=True)
+    state_off, state_idle, state_on = (m.net.state_dict() for m in (off, idle, on))
+    for key, value in state_off.items():
+        if "rate_ema" in key or "homeostasis_steps" in key:
+            continue  # bookkeeping of the idle callback, never read by the forward pass
+        assert torch.equal(value, state_idle[key]), key
+    assert any(not torch.equal(v, state_on[k]) for k, v in state_off.items() if "weight" in k)
+    assert sum(isinstance(cb, (HebbianPlasticity, HomeostaticRegulation)) for cb in trainer_on.callbacks) == 2
+    logged = trainer_on.callback_metrics
+    for group in "ABCD":
+        assert f"plasticity/{group}/rate" in logged and f"plasticity/{group}/silent" in logged
+    for group in "BCD":
+        assert torch.isfinite(logged[f"plasticity/{group}/hebb_to_grad"])
+    assert float(logged["plasticity/hebbian_skipped"]) == 0
+
+
+def test_settings_arrive_as_a_dict_from_the_cli():
+    net = small_net()
+    hebb, homeo = plasticity_callbacks(net, {"eta": 0.5, "target_rate": 0.1})
+    assert hebb.cfg == Plasticity(eta=0.5, target_rate=0.1) and homeo.cfg is hebb.cfg
+    with pytest.raises(BionicError, match="unknown plasticity setting"):
+        plasticity_callbacks(net, {"etta": 0.5})
