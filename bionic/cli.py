@@ -59,8 +59,11 @@ class BionicCLI(LightningCLI):
         run_dir = Path(config.get("default_root_dir") or "runs/default")
         config["default_root_dir"] = str(run_dir)
         callbacks = list(callbacks)
-        if self.subcommand == "fit":
-            callbacks += [*checkpoint_callbacks(run_dir), RunRecorder(run_dir)]
+        # Present for every subcommand (they only write during fit), so restoring a checkpoint
+        # finds the callbacks that made it and Lightning adds no default checkpointer of its own.
+        if config.get("enable_checkpointing", True) is not False:
+            callbacks += checkpoint_callbacks(run_dir)
+        callbacks.append(RunRecorder(run_dir))
         if config.get("logger") in (None, True):
             config["logger"] = self._wandb_logger(run_dir) if self.subcommand in ("fit", "test") else False
         return super()._instantiate_trainer(config, callbacks)
@@ -68,9 +71,7 @@ class BionicCLI(LightningCLI):
     def _wandb_logger(self, run_dir: Path):
         settings = self._cfg()["wandb"]
         if settings.mode == "disabled":
-            from lightning.pytorch.loggers import CSVLogger
-
-            return CSVLogger(save_dir=str(run_dir), name="csv")
+            return False
         if settings.mode not in ("offline", "online"):
             raise BionicError(f"wandb.mode must be offline, online or disabled, not '{settings.mode}'")
         os.environ.setdefault("WANDB_SILENT", "true")

@@ -43,16 +43,19 @@ class Plasticity:
     ema: smoothing factor of the running rate estimate (closer to 1 = slower).
     max_excitability: the excitability is kept within +-max_excitability (LayerNorm units).
     synaptic_scaling: also scale each unit's incoming plastic weights by (1 + homeostasis_rate * error / target_rate).
+    follow_lr: scale eta by (optimizer's current lr / model.lr), so the Hebbian share of each step stays
+        roughly constant through LR warm-up and annealing, and plasticity settles when learning does.
     """
 
-    eta: float = 1e-3
+    eta: float = 1e-4
     decay: float = 1.0
     max_norm: Optional[float] = 5.0
     target_rate: float = 0.25
-    homeostasis_rate: float = 1e-3
-    ema: float = 0.99
+    homeostasis_rate: float = 1e-2
+    ema: float = 0.95
     max_excitability: float = 3.0
     synaptic_scaling: bool = False
+    follow_lr: bool = True
 
 
 def oja_update(weight: torch.Tensor, mask: torch.Tensor, pre: torch.Tensor, post: torch.Tensor,
@@ -69,14 +72,49 @@ def oja_update(weight: torch.Tensor, mask: torch.Tensor, pre: torch.Tensor, post
 
 
 def cap_row_norms(weight: torch.Tensor, max_norm: Optional[float]) -> torch.Tensor:
+    """Scale down each row (a unit's incoming weights) whose L2 norm exceeds max_norm."""
     if max_norm is None:
         return weight
     norms = weight.norm(dim=1, keepdim=True)
     return weight * (max_norm / norms.clamp_min(1e-12)).clamp(max=1.0)
 
 
+class SynapseIndex:
+    """The existing synapses of one masked matrix, so an update reads and writes only them.
+
+    Masked entries cannot change by construction, and all elementwise work is O(synapses) (the
+    column's masks hold 2-6 % of the entries). The Hebbian product itself is one dense matrix
+    product gathered at the synapses: BLAS beats gathering B x n_synapses pairs.
+    """
+
+    def __init__(self, mask: torch.Tensor):
+        self.shape = tuple(mask.shape)
+        self.rows, self.cols = mask.nonzero(as_tuple=True)
+        self.flat = self.rows * self.shape[1] + self.cols
+
+    def gather(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight.reshape(-1)[self.flat]
+
+    def oja(self, values: torch.Tensor, pre: torch.Tensor, post: torch.Tensor, eta: float,
+            decay: float) -> torch.Tensor:
+        """oja_update at the existing synapses (values = their current weights)."""
+        pre = pre.to(values.dtype)
+        post = post.to(values.dtype)
+        hebb = (post.t() @ pre).reshape(-1)[self.flat] / pre.shape[0]
+        forget = (post * post).mean(0)[self.rows] * values
+        return eta * (hebb - decay * forget)
+
+    def cap_row_norms(self, values: torch.Tensor, max_norm: Optional[float]) -> torch.Tensor:
+        """cap_row_norms at the existing synapses (masked entries are zero and add nothing)."""
+        if max_norm is None:
+            return values
+        sq = torch.zeros(self.shape[0], dtype=values.dtype, device=values.device)
+        sq.index_add_(0, self.rows, values * values)
+        return values * (max_norm / sq.sqrt().clamp_min(1e-12)).clamp(max=1.0)[self.rows]
+
+
 class _PlasticityCallback(Callback):
-    """Shared plumbing: capture switching, a sync-free skip counter, logging."""
+    """Shared plumbing: capture switching, a sync-free skip counter, logging on the logger's steps."""
 
     def __init__(self, net: torch.nn.Module, cfg: Plasticity):
         super().__init__()
@@ -105,65 +143,104 @@ class _PlasticityCallback(Callback):
     def update(self, trainer, pl_module) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _apply(self, target: torch.Tensor, new: torch.Tensor) -> None:
-        """target <- new where every entry of new is finite; else keep target and count a skip."""
-        ok = torch.isfinite(new).all()
-        target.copy_(torch.where(ok, new, target))
+    def _count(self, ok: torch.Tensor) -> None:
         self.skipped = self.skipped.to(ok.device) + (~ok).long()
 
+    def _apply(self, target: torch.Tensor, new: torch.Tensor) -> None:
+        """target <- new if every entry of new is finite; else keep target and count a skip."""
+        ok = torch.isfinite(new).all()
+        target.copy_(torch.where(ok, new, target))
+        self._count(ok)
+
     @staticmethod
-    def _log(trainer, pl_module, name: str, value, prog_bar: bool = False, on_epoch: bool = False) -> None:
-        if trainer is not None and pl_module is not None:
-            pl_module.log(name, value, on_step=True, on_epoch=on_epoch, prog_bar=prog_bar)
+    def logging_step(trainer) -> bool:
+        """True on the steps whose values reach the logger (after the optimizer step,
+        global_step already counts it); metrics are only computed then, to keep steps cheap."""
+        if trainer is None or trainer.log_every_n_steps <= 0:
+            return False
+        return trainer.global_step % trainer.log_every_n_steps == 0 or trainer.should_stop
+
+    @staticmethod
+    def _log(pl_module, name: str, value, on_epoch: bool = True) -> None:
+        # on_epoch: the epoch value is the mean over the logged steps
+        pl_module.log(name, value, on_step=True, on_epoch=on_epoch)
 
 
 class HebbianPlasticity(_PlasticityCallback):
     """Oja's rule on every connectome-masked weight matrix after each optimizer step.
 
     Logs per postsynaptic group `plasticity/<group>/hebb_to_grad`: |Hebbian update| / |gradient step|
-    over that group's incoming plastic weights (gradient step = change made by the optimizer this
-    step), and `plasticity/hebbian_skipped`.
+    over that group's incoming plastic weights (gradient step = the optimizer's change this step),
+    and `plasticity/hebbian_skipped`, on the logger's steps.
     """
 
     def __init__(self, net: torch.nn.Module, cfg: Plasticity):
         super().__init__(net, cfg)
         self._before: list[torch.Tensor] | None = None
+        self._index: dict[int, SynapseIndex] = {}
+
+    def synapse_index(self, layer) -> SynapseIndex:
+        index = self._index.get(id(layer))
+        if index is None or index.rows.device != layer.mask.device:
+            index = self._index[id(layer)] = SynapseIndex(layer.mask)
+        return index
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        self._before = [layer.weight.detach().clone() for _, layer, _ in self.net.plastic_synapses()]
+        self._before = [self.synapse_index(layer).gather(layer.weight.detach())
+                        for _, layer, _ in self.net.plastic_synapses()]
+
+    def eta(self, trainer, pl_module) -> float:
+        """cfg.eta, scaled by the learning rate's schedule when cfg.follow_lr (unscaled without a trainer)."""
+        if not self.cfg.follow_lr or trainer is None or not trainer.optimizers:
+            return self.cfg.eta
+        lr = trainer.optimizers[0].param_groups[0]["lr"]
+        peak = getattr(getattr(pl_module, "hparams", None), "lr", None) or lr
+        return self.cfg.eta * lr / peak
 
     def update(self, trainer, pl_module) -> None:
         cfg = self.cfg
+        eta = self.eta(trainer, pl_module)
+        log = self.logging_step(trainer) and self._before is not None
         sq = defaultdict(lambda: [0.0, 0.0])  # group -> [|hebbian update|^2, |gradient step|^2]
         for k, (name, layer, group) in enumerate(self.net.plastic_synapses()):
             if layer.pre is None or group.rate is None:
                 continue
-            w = layer.weight
-            delta = oja_update(w, layer.mask, layer.pre, group.rate, cfg.eta, cfg.decay)
-            new = cap_row_norms(w + delta, cfg.max_norm)
-            if self._before is not None:
+            index = self.synapse_index(layer)
+            old = index.gather(layer.weight)
+            new = index.cap_row_norms(old + index.oja(old, layer.pre, group.rate, eta, cfg.decay), cfg.max_norm)
+            if log:
                 post_name = name.split("->")[1]
-                sq[post_name][0] = sq[post_name][0] + (new - w).pow(2).sum()
-                sq[post_name][1] = sq[post_name][1] + (w - self._before[k]).pow(2).sum()
-            self._apply(w, new)
+                sq[post_name][0] = sq[post_name][0] + (new - old).pow(2).sum()
+                sq[post_name][1] = sq[post_name][1] + (old - self._before[k]).pow(2).sum()
+            ok = torch.isfinite(new).all()
+            layer.weight.view(-1).index_copy_(0, index.flat, torch.where(ok, new, old))
+            self._count(ok)
         self._before = None
-        for group, (hebb, grad) in sq.items():
-            ratio = torch.as_tensor(hebb).sqrt() / torch.as_tensor(grad).sqrt().clamp_min(1e-12)
-            self._log(trainer, pl_module, f"plasticity/{group}/hebb_to_grad", ratio, on_epoch=True)
-        self._log(trainer, pl_module, "plasticity/hebbian_skipped", self.skipped.float())
+        if log and pl_module is not None:
+            total = [0.0, 0.0]
+            for group, (hebb, grad) in sq.items():
+                ratio = torch.as_tensor(hebb).sqrt() / torch.as_tensor(grad).sqrt().clamp_min(1e-12)
+                self._log(pl_module, f"plasticity/{group}/hebb_to_grad", ratio)
+                total = [total[0] + hebb, total[1] + grad]
+            if sq:  # one short number on the progress bar: the Hebbian share of the whole step
+                overall = torch.as_tensor(total[0]).sqrt() / torch.as_tensor(total[1]).sqrt().clamp_min(1e-12)
+                pl_module.log("hebb/grad", overall, on_step=True, on_epoch=False, prog_bar=True, logger=False)
+            self._log(pl_module, "plasticity/hebbian_skipped", self.skipped.float(), on_epoch=False)
 
 
 class HomeostaticRegulation(_PlasticityCallback):
     """Pulls each unit's running mean rate toward cfg.target_rate through its excitability.
 
-    Logs per group `plasticity/<group>/rate` (mean over units and batch), `plasticity/<group>/silent`
-    (fraction of units inactive for every sample of the batch), and `plasticity/homeostasis_skipped`.
+    Logs per group, on the logger's steps, `plasticity/<group>/rate` (mean over units and batch) and
+    `plasticity/<group>/silent` (fraction of units inactive for every sample of the batch), and
+    `plasticity/homeostasis_skipped`.
     """
 
     def update(self, trainer, pl_module) -> None:
         cfg = self.cfg
+        log = self.logging_step(trainer) and pl_module is not None
         incoming = defaultdict(list)
-        for name, layer, group in self.net.plastic_synapses():
+        for _, layer, group in self.net.plastic_synapses():
             incoming[id(group)].append(layer)
         for name, group in self.net.laminar_groups():
             if group.rate is None:
@@ -176,17 +253,20 @@ class HomeostaticRegulation(_PlasticityCallback):
             excitability = (group.excitability + cfg.homeostasis_rate * error).clamp(
                 -cfg.max_excitability, cfg.max_excitability)
             ok = torch.isfinite(ema).all() & torch.isfinite(excitability).all()
-            self._apply(group.rate_ema, torch.where(ok, ema, torch.full_like(ema, float("nan"))))
+            group.rate_ema.copy_(torch.where(ok, ema, group.rate_ema))
             group.excitability.copy_(torch.where(ok, excitability, group.excitability))
             group.homeostasis_steps += ok.long()
+            self._count(ok)
             if cfg.synaptic_scaling:
                 gain = (1.0 + cfg.homeostasis_rate * error / max(cfg.target_rate, 1e-6)).clamp(0.5, 2.0)
+                gain = torch.where(ok, gain, torch.ones_like(gain))
                 for layer in incoming[id(group)]:
                     self._apply(layer.weight, layer.weight * gain.unsqueeze(1))
-            self._log(trainer, pl_module, f"plasticity/{name}/rate", batch_rate.mean(), on_epoch=True)
-            self._log(trainer, pl_module, f"plasticity/{name}/silent",
-                      (rate.amax(0) <= 0).float().mean(), on_epoch=True)
-        self._log(trainer, pl_module, "plasticity/homeostasis_skipped", self.skipped.float())
+            if log:
+                self._log(pl_module, f"plasticity/{name}/rate", batch_rate.mean())
+                self._log(pl_module, f"plasticity/{name}/silent", (rate.amax(0) <= 0).float().mean())
+        if log:
+            self._log(pl_module, "plasticity/homeostasis_skipped", self.skipped.float(), on_epoch=False)
 
 
 def plasticity_callbacks(net: torch.nn.Module, cfg: Plasticity | None = None) -> list[Callback]:

@@ -62,12 +62,12 @@ class RunRecorder(L.Callback):
 
     def on_train_epoch_start(self, trainer, pl_module):
         self._epoch_start = time.perf_counter()
-        self._loss_sum, self._loss_n = 0.0, 0
+        self._loss_sum, self._loss_n = 0.0, 0  # a tensor once summed: no per-step host sync
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is not None:
-            self._loss_sum, self._loss_n = self._loss_sum + float(loss), self._loss_n + 1
+            self._loss_sum, self._loss_n = self._loss_sum + loss.detach(), self._loss_n + 1
 
     def on_validation_epoch_end(self, trainer, pl_module):
         if trainer.sanity_checking or not trainer.training and trainer.state.fn != "fit":
@@ -78,7 +78,7 @@ class RunRecorder(L.Callback):
         train = getattr(pl_module, "train_metrics", None)
         if train is not None and getattr(self, "_loss_n", 0):
             metrics.update({k: float(v) for k, v in train.compute().items()})
-            metrics["train/loss"] = self._loss_sum / self._loss_n
+            metrics["train/loss"] = float(self._loss_sum) / self._loss_n
         row = {"epoch": trainer.current_epoch, "step": trainer.global_step,
                "time_s": time.perf_counter() - self._epoch_start,
                **{k: v for k, v in sorted(metrics.items()) if math.isfinite(v)}}

@@ -360,3 +360,25 @@ def test_real_matrix_smoke_one_tiny_variant(fer_root, tmp_path, monkeypatch, cap
     assert "1 skipped" in capsys.readouterr().out
     assert report.main([str(runs_dir), "--out", str(tmp_path / "results"), "--no-plots"]) == 0
     assert "| baseline | 1/1 |" in (tmp_path / "results" / "ablations.md").read_text()
+
+
+@pytest.mark.skipif(__import__("shutil").which("make") is None, reason="no make")
+def test_make_targets_pass_the_variables_through():
+    import shlex
+    import subprocess
+
+    def recipe(*args):
+        r = subprocess.run(["make", "-n", "-o", ".venv/.installed", *args], cwd=REPO, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.replace("\\\n", " ")
+
+    out = recipe("ablations", "SEEDS=3 4", "EPOCHS=2", "VARIANTS=bionic no_mask", "RUNS=/tmp/r", "JOBS=2",
+                 "ARGS=--trainer.limit_train_batches=5")
+    matrix = next(shlex.split(line.split(";")[0]) for line in out.splitlines() if "-m bionic ablations" in line)
+    own, extra = ablations.split_extra(matrix[matrix.index("ablations") + 1:])
+    args = ablations.matrix_parser().parse_args(own)
+    assert (args.seeds, args.epochs, args.variants, str(args.runs), args.jobs) == ([3, 4], 2, ["bionic", "no_mask"], "/tmp/r", 2)
+    assert extra[-1] == "--trainer.limit_train_batches=5"
+    assert "-m bionic report /tmp/r --out /tmp/r/results --seeds 3 4 --variants bionic no_mask" in out
+    assert "-m bionic report runs --out results --seeds 0 1 2 --matrix" in recipe("report")
+    assert "-m bionic.sweep --seeds 0 1 2" in recipe("sweep") and "wandb sweep runs/sweep.yaml" in recipe("sweep")

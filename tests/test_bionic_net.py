@@ -21,6 +21,7 @@ def wiring():
 
 def small_net(wiring, **kw):
     kw.setdefault("conv_channels", (4, 6))
+    kw.setdefault("conv_strides", (1, 2))
     kw.setdefault("pool_size", 4)
     return BioNIC(wiring=wiring, **kw)
 
@@ -154,6 +155,8 @@ def test_bad_settings_are_one_line_errors(wiring):
         small_net(wiring, synaptic_noise=-1.0)
     with pytest.raises(BionicError, match="null-model"):
         small_net(wiring, mask="shuffled")
+    with pytest.raises(BionicError, match="conv_strides"):
+        small_net(wiring, conv_channels=(4, 6, 8))  # three convs, two strides
     broken = synthetic_wiring(SIZES)
     broken.between[0] = broken.between[0].t()
     with pytest.raises(BionicError, match="between-mask 0"):
@@ -177,3 +180,11 @@ def test_lateral_inhibition_is_divisive_normalization_over_a_3d_neighbourhood():
     x = torch.randn(2, 8, 9, 9)
     energy = F.avg_pool3d((x * x).unsqueeze(1), (3, 3, 3), stride=1, padding=1, count_include_pad=False).squeeze(1)
     assert torch.allclose(li(x), x / (1 + 0.7 * energy).sqrt(), atol=1e-5)
+
+
+def test_front_end_widths_and_strides_are_config(wiring):
+    wide = small_net(wiring, conv_channels=(8, 16, 32), conv_strides=(1, 2, 1), pool_size=6)
+    convs = [m for m in wide.front.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    assert [c.out_channels for c in convs] == [8, 16, 32] and [c.stride[0] for c in convs] == [1, 2, 1]
+    assert wide.groups[0].feedforward.in_features == 32 * 6 * 6
+    assert wide(images()).shape == (4, 7)

@@ -23,7 +23,7 @@ def test_fast_dev_run_baseline(fer_root, tmp_path):
              "--data.root", str(fer_root), "--trainer.default_root_dir", str(tmp_path / "run"),
              "--wandb.mode", "disabled"])
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "BaselineCNN: 1,381,169 parameters" in r.stderr
+    assert "BaselineCNN: 1,382,757 parameters" in r.stderr
 
 
 def test_fit_then_test_writes_metrics(fer_root, tmp_path):
@@ -39,7 +39,7 @@ def test_fit_then_test_writes_metrics(fer_root, tmp_path):
     for key in ("test/acc", "test/f1_macro", "test/auroc", "per_class", "confusion_matrix", "params", "seed",
                 "best_epoch", "config", "splits", "history"):
         assert key in m, key
-    assert m["seed"] == 0 and m["params"] == 1_381_169
+    assert m["seed"] == 0 and m["params"] == 1_382_757
     assert sum(map(sum, m["confusion_matrix"])) == 28  # the fixture's 7 classes x 4 PublicTest images
     assert m["splits"]["test"]["source"] == "PublicTest" and "Training" in m["splits"]["val"]["source"]
     assert set(m["per_class"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}

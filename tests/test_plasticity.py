@@ -10,7 +10,7 @@ from bionic.errors import BionicError
 from bionic.nets import BioNIC
 from bionic.nets.layers import MaskedLinear
 from bionic.nets.synthetic import synthetic_wiring
-from bionic.plasticity import (HebbianPlasticity, HomeostaticRegulation, Plasticity, oja_update,
+from bionic.plasticity import (HebbianPlasticity, HomeostaticRegulation, Plasticity, cap_row_norms, oja_update,
                                plasticity_callbacks)
 
 torch.set_num_threads(1)
@@ -177,7 +177,7 @@ def _fit(hebbian, plasticity=Plasticity(), steps=4, seed=0):
     data = TensorDataset(torch.randn(8 * steps, 1, 48, 48, generator=g), torch.randint(0, 7, (8 * steps,), generator=g))
     trainer = L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                        deterministic=True)
+                        deterministic=True, log_every_n_steps=1)
     trainer.fit(model, DataLoader(data, batch_size=8))
     return model, trainer
 
@@ -210,3 +210,27 @@ def test_settings_arrive_as_a_dict_from_the_cli():
     assert hebb.cfg == Plasticity(eta=0.5, target_rate=0.1) and homeo.cfg is hebb.cfg
     with pytest.raises(BionicError, match="unknown plasticity setting"):
         plasticity_callbacks(net, {"etta": 0.5})
+
+
+@pytest.mark.parametrize("mask", ["connectome", "dense"])
+def test_callback_applies_the_dense_reference_rule(mask):
+    """The callback updates only the existing synapses (an index); it must be oja_update + cap_row_norms."""
+    torch.manual_seed(0)
+    net = small_net(conv=False, synaptic_noise=0.0, mask=mask)
+    reference = {name: layer.weight.detach().clone() for name, layer, _ in net.plastic_synapses()}
+    cfg = Plasticity(eta=0.05, max_norm=0.8)
+    hebb = HebbianPlasticity(net, cfg)
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for _ in range(20):
+            plastic_step([hebb], net, torch.randn(16, 1, 48, 48, generator=g))
+            for name, layer, group in net.plastic_synapses():
+                w = reference[name]
+                delta = oja_update(w, layer.mask, layer.pre, group.rate, cfg.eta, cfg.decay)
+                reference[name] = cap_row_norms(w + delta, cfg.max_norm)
+                assert torch.allclose(layer.weight, reference[name], atol=1e-6), name
+                reference[name] = layer.weight.detach().clone()  # follow the net's trajectory
+    norms = torch.cat([layer.weight.norm(dim=1) for _, layer, _ in net.plastic_synapses()])
+    assert norms.max() <= 0.8 + 1e-5 and norms.max() >= 0.8 - 1e-3  # the cap was reached and held
+    for name, layer, _ in net.plastic_synapses():
+        assert torch.all(layer.weight[layer.mask == 0] == 0)

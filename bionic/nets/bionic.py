@@ -52,18 +52,24 @@ class ConvFrontEnd(nn.Module):
     -> channel + spatial attention -> adaptive average pool.
 
     The first conv is not rectified: the divisive lateral inhibition is its nonlinearity (as in the
-    paper's order). Convs are 3x3, padding 1, so the 48x48 map keeps its size until the pool.
+    paper's order). Convs are 3x3 with padding 1; `strides` (default 1 then 2) set the resolution:
+    lateral inhibition works on the full 48x48 map, the second conv halves it to 24x24, which
+    halves the cost of a training step on CPU (attention at 24x24) at no cost in parameters.
     """
 
-    def __init__(self, in_channels: int, channels: Sequence[int], lateral_inhibition: bool,
-                 pool_size: int, attention_reduction: int = 4):
+    def __init__(self, in_channels: int, channels: Sequence[int], strides: Sequence[int],
+                 lateral_inhibition: bool, pool_size: int, attention_reduction: int = 4):
         super().__init__()
-        if len(channels) < 1 or any(int(c) < 1 for c in channels):
-            raise BionicError(f"conv_channels must list at least one positive width, got {list(channels)}")
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, channels[0], 3, padding=1)]
+        channels, strides = [int(c) for c in channels], [int(s) for s in strides]
+        if len(channels) < 1 or any(c < 1 for c in channels):
+            raise BionicError(f"conv_channels must list at least one positive width, got {channels}")
+        if len(strides) != len(channels) or any(s < 1 for s in strides):
+            raise BionicError(f"conv_strides must give one positive stride per conv ({len(channels)} convs: "
+                              f"{channels}), got {strides}")
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, channels[0], 3, stride=strides[0], padding=1)]
         layers.append(LateralInhibition() if lateral_inhibition else nn.Identity())
-        for c_in, c_out in zip(channels[:-1], channels[1:]):
-            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU()]
+        for c_in, c_out, stride in zip(channels[:-1], channels[1:], strides[1:]):
+            layers += [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), nn.ReLU()]
         self.features = nn.Sequential(*layers)
         self.attention = ChannelSpatialAttention(channels[-1], reduction=attention_reduction)
         self.pool = nn.AdaptiveAvgPool2d(pool_size)
@@ -105,6 +111,7 @@ class BioNIC(nn.Module):
         layer_norm: bool = True,
         synaptic_noise: float = 0.1,
         conv_channels: Sequence[int] = (8, 16),
+        conv_strides: Sequence[int] = (1, 2),
         pool_size: int = 15,
         attention_reduction: int = 4,
         inhibition_strength: float = 1.0,
@@ -142,7 +149,7 @@ class BioNIC(nn.Module):
         self.wiring_source = {**dict(wiring.wiring_source), "mask": mask}
 
         if conv:
-            self.front = ConvFrontEnd(in_channels, list(conv_channels), lateral_inhibition, pool_size,
+            self.front = ConvFrontEnd(in_channels, conv_channels, conv_strides, lateral_inhibition, pool_size,
                                       attention_reduction)
             n_features = self.front.out_features
         else:

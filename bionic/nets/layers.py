@@ -73,28 +73,34 @@ class LateralInhibition(nn.Module):
         self.raw_alpha = nn.Parameter(torch.tensor(math.log(math.expm1(alpha))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # The box is separable: spatial mean (avg_pool2d), then mean over neighbouring channels.
-        # Same numbers as avg_pool3d(count_include_pad=False), about twice as fast on CPU.
-        k_c, k_s, _ = self.window
-        energy = F.avg_pool2d(x * x, k_s, stride=1, padding=k_s // 2, count_include_pad=False)
-        energy = _channel_window_mean(energy, k_c)
+        # The box mean is separable (channels, rows, columns), and shifted sums of a padded tensor
+        # are ~3x faster on CPU than avg_pool2d/avg_pool3d; numbers are the same as
+        # avg_pool3d(x * x, window, stride=1, padding=window // 2, count_include_pad=False).
+        energy = x * x
+        for dim, k in zip((1, 2, 3), self.window):
+            energy = _window_mean(energy, dim, k)
         return x / (1.0 + F.softplus(self.raw_alpha) * energy).pow(self.beta)
 
     def extra_repr(self) -> str:
         return f"window={self.window}, beta={self.beta}"
 
 
-def _channel_window_mean(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Mean over a centred window of k channels (dim 1), counting only channels that exist."""
+def _window_mean(x: torch.Tensor, dim: int, k: int) -> torch.Tensor:
+    """Mean over a centred window of k entries along `dim`, counting only entries that exist."""
     r = k // 2
+    n = x.shape[dim]
     if r == 0:
         return x
-    padded = F.pad(x, (0, 0, 0, 0, r, r))
-    n = x.shape[1]
-    total = sum(padded.narrow(1, i, n) for i in range(k))
+    pad = [0, 0] * (x.dim() - 1 - dim) + [r, r]  # F.pad lists the last dimension first
+    padded = F.pad(x, pad)
+    total = padded.narrow(dim, 0, n)
+    for i in range(1, k):
+        total = total + padded.narrow(dim, i, n)
     idx = torch.arange(n, device=x.device)
-    count = (torch.minimum(idx + r, torch.full_like(idx, n - 1)) - torch.clamp(idx - r, min=0) + 1).to(x.dtype)
-    return total / count.view(1, n, 1, 1)
+    count = (idx.clamp(max=n - 1 - r) + r + 1 - (idx - r).clamp(min=0)).to(x.dtype)
+    shape = [1] * x.dim()
+    shape[dim] = n
+    return total / count.view(shape)
 
 
 class ChannelSpatialAttention(nn.Module):
