@@ -45,27 +45,30 @@ class Plasticity:
     synaptic_scaling: also scale each unit's incoming plastic weights by (1 + homeostasis_rate * error / target_rate).
     follow_lr: scale eta by (optimizer's current lr / model.lr), so the Hebbian share of each step stays
         roughly constant through LR warm-up and annealing, and plasticity settles when learning does.
+    centered: apply the rule to activity minus its batch mean (the covariance form of Oja's rule), so
+        weights follow the inputs' principal component rather than their mean rate.
     """
 
-    eta: float = 1e-4
+    eta: float = 3e-5
     decay: float = 1.0
     max_norm: Optional[float] = 5.0
     target_rate: float = 0.25
-    homeostasis_rate: float = 1e-2
+    homeostasis_rate: float = 3e-3
     ema: float = 0.95
     max_excitability: float = 3.0
     synaptic_scaling: bool = False
     follow_lr: bool = True
+    centered: bool = False
 
 
 def oja_update(weight: torch.Tensor, mask: torch.Tensor, pre: torch.Tensor, post: torch.Tensor,
-               eta: float, decay: float = 1.0) -> torch.Tensor:
+               eta: float, decay: float = 1.0, centered: bool = False) -> torch.Tensor:
     """Oja's rule averaged over the batch, masked: eta * (<post pre^T> - decay * <post^2> W) * mask.
 
-    weight, mask: [n_post, n_pre]; pre: [B, n_pre]; post: [B, n_post].
+    weight, mask: [n_post, n_pre]; pre: [B, n_pre]; post: [B, n_post]. centered: use activity minus
+    its batch mean (covariance form).
     """
-    pre = pre.to(weight.dtype)
-    post = post.to(weight.dtype)
+    pre, post = _activity(pre, post, weight.dtype, centered)
     hebb = post.t() @ pre / pre.shape[0]
     forget = (post * post).mean(0).unsqueeze(1) * weight
     return eta * (hebb - decay * forget) * mask
@@ -77,6 +80,14 @@ def cap_row_norms(weight: torch.Tensor, max_norm: Optional[float]) -> torch.Tens
         return weight
     norms = weight.norm(dim=1, keepdim=True)
     return weight * (max_norm / norms.clamp_min(1e-12)).clamp(max=1.0)
+
+
+def _activity(pre, post, dtype, centered):
+    if pre.dtype != dtype or post.dtype != dtype:  # captured under autocast
+        pre, post = pre.to(dtype), post.to(dtype)
+    if centered:
+        pre, post = pre - pre.mean(0), post - post.mean(0)
+    return pre, post
 
 
 class SynapseIndex:
@@ -96,10 +107,9 @@ class SynapseIndex:
         return weight.reshape(-1)[self.flat]
 
     def oja(self, values: torch.Tensor, pre: torch.Tensor, post: torch.Tensor, eta: float,
-            decay: float) -> torch.Tensor:
+            decay: float, centered: bool = False) -> torch.Tensor:
         """oja_update at the existing synapses (values = their current weights)."""
-        pre = pre.to(values.dtype)
-        post = post.to(values.dtype)
+        pre, post = _activity(pre, post, values.dtype, centered)
         hebb = (post.t() @ pre).reshape(-1)[self.flat] / pre.shape[0]
         forget = (post * post).mean(0)[self.rows] * values
         return eta * (hebb - decay * forget)
@@ -186,8 +196,13 @@ class HebbianPlasticity(_PlasticityCallback):
         return index
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        self._before = [self.synapse_index(layer).gather(layer.weight.detach())
-                        for _, layer, _ in self.net.plastic_synapses()]
+        # Weights before the optimizer's step, to measure it; only on steps that will be logged
+        # (global_step counts this step only after it).
+        self._before = None
+        if trainer is not None and trainer.log_every_n_steps > 0 and (
+                (trainer.global_step + 1) % trainer.log_every_n_steps == 0 or trainer.should_stop):
+            self._before = [self.synapse_index(layer).gather(layer.weight.detach())
+                            for _, layer, _ in self.net.plastic_synapses()]
 
     def eta(self, trainer, pl_module) -> float:
         """cfg.eta, scaled by the learning rate's schedule when cfg.follow_lr (unscaled without a trainer)."""
@@ -207,7 +222,7 @@ class HebbianPlasticity(_PlasticityCallback):
                 continue
             index = self.synapse_index(layer)
             old = index.gather(layer.weight)
-            new = index.cap_row_norms(old + index.oja(old, layer.pre, group.rate, eta, cfg.decay), cfg.max_norm)
+            new = index.cap_row_norms(old + index.oja(old, layer.pre, group.rate, eta, cfg.decay, cfg.centered), cfg.max_norm)
             if log:
                 post_name = name.split("->")[1]
                 sq[post_name][0] = sq[post_name][0] + (new - old).pow(2).sum()

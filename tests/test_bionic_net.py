@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from bionic.errors import BionicError
 from bionic.nets import BioNIC
-from bionic.nets.layers import LateralInhibition, MaskedLinear
+from bionic.nets.layers import AdaptiveAvgPool, LateralInhibition, MaskedLinear
 from bionic.nets.synthetic import synthetic_wiring
 
 torch.set_num_threads(1)
@@ -188,3 +188,9 @@ def test_front_end_widths_and_strides_are_config(wiring):
     assert [c.out_channels for c in convs] == [8, 16, 32] and [c.stride[0] for c in convs] == [1, 2, 1]
     assert wide.groups[0].feedforward.in_features == 32 * 6 * 6
     assert wide(images()).shape == (4, 7)
+
+
+@pytest.mark.parametrize("h, w, out", [(24, 24, 15), (48, 48, 15), (24, 24, 12), (7, 9, 4), (5, 5, 8)])
+def test_pooling_matches_adaptive_avg_pool(h, w, out):
+    x = torch.randn(2, 3, h, w)
+    assert torch.allclose(AdaptiveAvgPool(out)(x), torch.nn.AdaptiveAvgPool2d(out)(x), atol=1e-6)

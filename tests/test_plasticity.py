@@ -55,18 +55,21 @@ class LinearNeuron(nn.Module):
         return []
 
 
-def test_oja_finds_the_leading_principal_component():
+@pytest.mark.parametrize("centered", [False, True])
+def test_oja_finds_the_leading_principal_component(centered):
     g = torch.Generator().manual_seed(0)
     d = 6
     q, _ = torch.linalg.qr(torch.randn(d, d, generator=g))
     cov = q @ torch.diag(torch.tensor([4.0, 1.5, 1.0, 0.5, 0.3, 0.1])) @ q.t()
     chol = torch.linalg.cholesky(cov)
     neuron = LinearNeuron(d)
-    hebb = HebbianPlasticity(neuron, Plasticity(eta=0.01, max_norm=None))
+    hebb = HebbianPlasticity(neuron, Plasticity(eta=0.01, max_norm=None, centered=centered))
     start = neuron.synapses.weight.detach().clone()
+    # the centered (covariance) form must ignore a mean offset of the inputs
+    offset = 3.0 * q[:, -1] if centered else torch.zeros(d)
     with torch.no_grad():
         for _ in range(1500):
-            plastic_step([hebb], neuron, torch.randn(32, d, generator=g) @ chol.t())
+            plastic_step([hebb], neuron, torch.randn(32, d, generator=g) @ chol.t() + offset)
     w = neuron.synapses.weight.detach()[0]
     pc1 = q[:, 0]
     assert abs(torch.dot(w, pc1)) / w.norm() > 0.95
@@ -212,13 +215,13 @@ def test_settings_arrive_as_a_dict_from_the_cli():
         plasticity_callbacks(net, {"etta": 0.5})
 
 
-@pytest.mark.parametrize("mask", ["connectome", "dense"])
-def test_callback_applies_the_dense_reference_rule(mask):
+@pytest.mark.parametrize("mask, centered", [("connectome", False), ("dense", False), ("connectome", True)])
+def test_callback_applies_the_dense_reference_rule(mask, centered):
     """The callback updates only the existing synapses (an index); it must be oja_update + cap_row_norms."""
     torch.manual_seed(0)
     net = small_net(conv=False, synaptic_noise=0.0, mask=mask)
     reference = {name: layer.weight.detach().clone() for name, layer, _ in net.plastic_synapses()}
-    cfg = Plasticity(eta=0.05, max_norm=0.8)
+    cfg = Plasticity(eta=0.05, max_norm=0.8, centered=centered)
     hebb = HebbianPlasticity(net, cfg)
     g = torch.Generator().manual_seed(4)
     with torch.no_grad():
@@ -226,7 +229,7 @@ def test_callback_applies_the_dense_reference_rule(mask):
             plastic_step([hebb], net, torch.randn(16, 1, 48, 48, generator=g))
             for name, layer, group in net.plastic_synapses():
                 w = reference[name]
-                delta = oja_update(w, layer.mask, layer.pre, group.rate, cfg.eta, cfg.decay)
+                delta = oja_update(w, layer.mask, layer.pre, group.rate, cfg.eta, cfg.decay, centered)
                 reference[name] = cap_row_norms(w + delta, cfg.max_norm)
                 assert torch.allclose(layer.weight, reference[name], atol=1e-6), name
                 reference[name] = layer.weight.detach().clone()  # follow the net's trajectory

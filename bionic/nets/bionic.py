@@ -1,7 +1,7 @@
 """BioNIC: a FER-2013 classifier whose hidden layers are wired by one cortical column of mouse V1.
 
     image [B,1,48,48]
-      -> conv (8) -> lateral inhibition -> conv (16) -> ReLU -> channel + spatial attention
+      -> conv (8, stride 2) -> lateral inhibition -> conv (16) -> ReLU -> channel + spatial attention
       -> adaptive average pool to pool_size x pool_size -> dense projection
       -> group A (4P) -> group B (23P) -> group C (L5) -> group D (L6)      (masked by the column)
       -> linear read-out to 7 emotions
@@ -15,11 +15,11 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from bionic.errors import BionicError
-from bionic.nets.layers import ChannelSpatialAttention, LaminarGroup, LateralInhibition, MaskedLinear
+from bionic.nets.layers import (AdaptiveAvgPool, ChannelSpatialAttention, LaminarGroup, LateralInhibition,
+                                MaskedLinear)
 
 MASKS = ("connectome", "dense", "shuffled", "random")
 # `mask` value -> the connectome's null model that produces it (dense needs no wiring null model)
@@ -52,9 +52,10 @@ class ConvFrontEnd(nn.Module):
     -> channel + spatial attention -> adaptive average pool.
 
     The first conv is not rectified: the divisive lateral inhibition is its nonlinearity (as in the
-    paper's order). Convs are 3x3 with padding 1; `strides` (default 1 then 2) set the resolution:
-    lateral inhibition works on the full 48x48 map, the second conv halves it to 24x24, which
-    halves the cost of a training step on CPU (attention at 24x24) at no cost in parameters.
+    paper's order). Convs are 3x3 with padding 1; `strides` set the resolution. The default
+    (2, 1) works at 24x24 from the first conv on: a training step costs about 1.1x the baseline's
+    instead of 2.8x at full resolution (1, 1) or 1.7x for (1, 2), with the same parameters and no
+    loss of val accuracy after one epoch (README, "BioNIC network").
     """
 
     def __init__(self, in_channels: int, channels: Sequence[int], strides: Sequence[int],
@@ -72,7 +73,7 @@ class ConvFrontEnd(nn.Module):
             layers += [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), nn.ReLU()]
         self.features = nn.Sequential(*layers)
         self.attention = ChannelSpatialAttention(channels[-1], reduction=attention_reduction)
-        self.pool = nn.AdaptiveAvgPool2d(pool_size)
+        self.pool = AdaptiveAvgPool(pool_size)
         self.out_features = channels[-1] * pool_size * pool_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -111,7 +112,7 @@ class BioNIC(nn.Module):
         layer_norm: bool = True,
         synaptic_noise: float = 0.1,
         conv_channels: Sequence[int] = (8, 16),
-        conv_strides: Sequence[int] = (1, 2),
+        conv_strides: Sequence[int] = (2, 1),
         pool_size: int = 15,
         attention_reduction: int = 4,
         inhibition_strength: float = 1.0,
