@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bionic.connectome.celltypes import EI_CLASS, ei_from_classification, harmonize_type, unsure_type
+from bionic.connectome.celltypes import harmonized_cells
 from bionic.connectome.download import RemoteFile, cache_dir, fetch
 from bionic.connectome.snapshot import write_snapshot
 from bionic.errors import BionicError
@@ -57,17 +57,8 @@ def release_to_snapshot(cell_info_csv: str | Path, synapses_feather: str | Path,
     keep = _flag(raw["is_column"]) & _flag(raw["status_axon"]) & _flag(raw["status_dendrite"]) & (raw["pt_root_id"] != 0)
     sel = raw[keep]
     sel = sel[~sel["pt_root_id"].duplicated(keep=False)]  # a root id shared by two nuclei is ambiguous
-    ei_raw = (sel["broad_type"] if "broad_type" in sel else pd.Series("", index=sel.index)).map(ei_from_classification)
-    types = sel["cell_type"].map(harmonize_type)
-    unknown = types.isna()
-    types = types.where(~unknown, ei_raw.map(unsure_type))
-    cells = pd.DataFrame({
-        "root_id": sel["pt_root_id"].astype("int64").to_numpy(),
-        "cell_type": types.to_numpy(),
-        "ei_class": types.map(EI_CLASS).to_numpy(),
-        "outputs_measured": True,
-        "cell_type_raw": sel["cell_type"].to_numpy(),
-    })
+    ei_source = sel["broad_type"] if "broad_type" in sel else pd.Series("", index=sel.index)
+    cells, n_unknown = harmonized_cells(sel, ei_source)
     for extra, name in (("broad_type", "broad_type"), ("id", "nucleus_id"), ("strategy_axon", "axon_proofreading")):
         if extra in sel:
             cells[name] = sel[extra].to_numpy()
@@ -102,7 +93,7 @@ def release_to_snapshot(cell_info_csv: str | Path, synapses_feather: str | Path,
             "edges_sampled": 0,
         },
         "selection": "is_column & status_axon & status_dendrite, pt_root_id != 0, unique root ids",
-        "harmonization": {"relabelled_unknown_types": int(unknown.sum()),
+        "harmonization": {"relabelled_unknown_types": n_unknown,
                           "synapse_rows": int(len(syn)), "synapse_rows_kept": int(inside.sum())},
         "provenance": provenance or {},
     }

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bionic.connectome.celltypes import EI_CLASS, ei_from_classification, harmonize_type, unsure_type
+from bionic.connectome.celltypes import harmonized_cells
 from bionic.connectome.snapshot import write_snapshot
 from bionic.errors import BionicError
 
@@ -97,17 +97,9 @@ def column_to_snapshot(cells_raw: pd.DataFrame, proof: pd.DataFrame, synapses: p
     """Turn the three service frames into a snapshot (harmonized types, aggregated edges)."""
     sel = cells_raw[cells_raw["pt_root_id"] != 0]
     sel = sel[~sel["pt_root_id"].duplicated(keep=False)]  # one root id, two nuclei: merged cells, unusable
-    types = sel["cell_type"].map(harmonize_type)
-    ei_raw = sel["classification_system"].map(ei_from_classification)
-    unknown = types.isna()
-    types = types.where(~unknown, ei_raw.map(unsure_type))
+    cells, n_unknown = harmonized_cells(sel, sel["classification_system"])
     strategy = proof.drop_duplicates("pt_root_id").set_index("pt_root_id")["strategy_axon"]
-    cells = pd.DataFrame({
-        "root_id": sel["pt_root_id"].astype("int64").to_numpy(),
-        "cell_type": types.to_numpy(),
-        "ei_class": types.map(EI_CLASS).to_numpy(),
-        "outputs_measured": True,
-        "cell_type_raw": sel["cell_type"].to_numpy(),
+    cells = cells.assign(**{
         "classification_system": sel["classification_system"].to_numpy(),
         "nucleus_id": sel["id"].to_numpy(),
         "soma_x_nm": sel["pt_position_x"].to_numpy(), "soma_y_nm": sel["pt_position_y"].to_numpy(),
@@ -137,7 +129,7 @@ def column_to_snapshot(cells_raw: pd.DataFrame, proof: pd.DataFrame, synapses: p
             "edges_sampled": 0,
         },
         "tables": {"cells": CELL_TABLE, "proofreading": PROOFREADING_TABLE, "synapses": "synapse_query (datastack default)"},
-        "harmonization": {"relabelled_unknown_types": int(unknown.sum()),
+        "harmonization": {"relabelled_unknown_types": n_unknown,
                           "dropped_cells": int(len(cells_raw) - len(sel)), "synapse_rows": int(len(synapses))},
         "caveclient": caveclient_version,
     }

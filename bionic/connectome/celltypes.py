@@ -44,6 +44,25 @@ def unsure_type(ei_class: str) -> str:
     return {"E": "Unsure-E", "I": "Unsure-I"}.get(ei_class, "Unsure")
 
 
+def harmonized_cells(sel, ei_source):
+    """Cells table of a service's rows: harmonized type (Unsure-E/-I by E/I class where the label is
+    unknown) and E/I class. Returns (cells DataFrame, number of relabelled cells)."""
+    import pandas as pd
+
+    ei_raw = ei_source.map(ei_from_classification)
+    types = sel["cell_type"].map(harmonize_type)
+    unknown = types.isna()
+    types = types.where(~unknown, ei_raw.map(unsure_type))
+    cells = pd.DataFrame({
+        "root_id": sel["pt_root_id"].astype("int64").to_numpy(),
+        "cell_type": types.to_numpy(),
+        "ei_class": types.map(EI_CLASS).to_numpy(),
+        "outputs_measured": True,
+        "cell_type_raw": sel["cell_type"].to_numpy(),
+    })
+    return cells, int(unknown.sum())
+
+
 def ei_from_classification(value) -> str:
     """E/I/U from CAVE `classification_system` (aibs_coarse_excitatory/...) or a `broad_type` string."""
     text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value).lower()
