@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bionic.errors import BionicError
 from bionic.metrics import full_metrics, report, scalar_metrics
 from bionic.plasticity import Plasticity
 
@@ -40,9 +41,9 @@ class EmotionClassifier(L.LightningModule):
     ):
         super().__init__()
         if optimizer not in ("adam", "adamw"):
-            raise ValueError(f"model.optimizer must be 'adam' or 'adamw', not '{optimizer}'")
+            raise BionicError(f"model.optimizer must be 'adam' or 'adamw', not '{optimizer}'")
         if scheduler not in (None, "onecycle", "cosine", "plateau"):
-            raise ValueError(f"model.scheduler must be onecycle, cosine, plateau or null, not '{scheduler}'")
+            raise BionicError(f"model.scheduler must be onecycle, cosine, plateau or null, not '{scheduler}'")
         self.save_hyperparameters(ignore=["net"])
         self.net = net
         self.train_metrics = scalar_metrics().clone(prefix="train/")
@@ -99,6 +100,9 @@ class EmotionClassifier(L.LightningModule):
     def configure_callbacks(self):
         if not self.hparams.hebbian:
             return []
+        if not hasattr(self.net, "plastic_synapses"):
+            raise BionicError(f"model.hebbian needs a network with plastic synapses (bionic.nets.BioNIC); "
+                              f"set model.hebbian: false for {type(self.net).__name__}")
         from bionic.plasticity import plasticity_callbacks
 
         return plasticity_callbacks(self.net, self.hparams.plasticity)

@@ -102,3 +102,10 @@ def test_predict_any_size_and_colour(fer_root, tmp_path):
         probs = list(map(float, row[2:]))
         assert len(probs) == 7 and abs(sum(probs) - 1) < 1e-3
         assert row[1] in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+
+def test_hebbian_on_the_baseline_is_refused(fer_root, tmp_path):
+    r = run(["fit", "--config", "configs/baseline.yaml", *tiny_fit_args(fer_root, tmp_path / "run"),
+             "--model.hebbian", "true"])
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "model.hebbian needs a network with plastic synapses" in r.stderr
