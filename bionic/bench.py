@@ -22,7 +22,6 @@ model.hebbian=false). Ratio targets (issue 8) are checked in the same run:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -37,6 +36,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from bionic.errors import BionicError
+from bionic.runs import write_json
 
 # How the matrix is run: the ablation runner's own CLI (tests swap in a fake program).
 ABLATIONS = [sys.executable, "-m", "bionic", "ablations"]
@@ -533,13 +533,6 @@ def print_table(result: dict) -> None:
 
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
-
-
-def write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------- entry point

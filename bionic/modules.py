@@ -11,7 +11,7 @@ from torch import nn
 
 from bionic.errors import BionicError
 from bionic.metrics import full_metrics, report, scalar_metrics
-from bionic.plasticity import Plasticity
+from bionic.plasticity import Plasticity, as_plasticity
 
 
 class EmotionClassifier(L.LightningModule):
@@ -46,6 +46,8 @@ class EmotionClassifier(L.LightningModule):
             raise BionicError(f"model.scheduler must be onecycle, cosine, plateau or null, not '{scheduler}'")
         self.save_hyperparameters(ignore=["net"])
         self.net = net
+        # LightningCLI hands the parsed settings over as a mapping; one Plasticity from here on.
+        self.plasticity = as_plasticity(plasticity)
         self.train_metrics = scalar_metrics().clone(prefix="train/")
         self.val_metrics = scalar_metrics().clone(prefix="val/")
         self.test_metrics = full_metrics()
@@ -105,7 +107,7 @@ class EmotionClassifier(L.LightningModule):
                               f"set model.hebbian: false for {type(self.net).__name__}")
         from bionic.plasticity import plasticity_callbacks
 
-        return plasticity_callbacks(self.net, self.hparams.plasticity)
+        return plasticity_callbacks(self.net, self.plasticity)
 
     def configure_optimizers(self):
         hp = self.hparams

@@ -2,5 +2,5 @@
 
 from bionic.nets.baseline import BaselineCNN
 
-__all__ = ["BaselineCNN"]
+__all__ = ["BaselineCNN", "BioNIC"]
 from bionic.nets.bionic import BioNIC  # noqa: E402,F401  (network helper)
