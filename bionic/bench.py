@@ -32,6 +32,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable, NamedTuple
 
+import torch
 from lightning.pytorch.callbacks import Callback
 
 from bionic.ablations import non_negative, positive, split_extra
@@ -112,8 +113,6 @@ def parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------------- the machine
 def machine_info() -> dict:
     import lightning
-    import torch
-
     info = {
         "cpu": _cpu_model(),
         "cores_logical": os.cpu_count(),
@@ -254,15 +253,10 @@ class StepTimer(Callback):
         trainer.callbacks = [self, *(c for c in others if not self.timed(c)), *bracket, _Mark(self._end)]
         self.device = pl_module.device
         if self.device.type == "cuda":
-            import torch
-
             torch.cuda.reset_peak_memory_stats(self.device)
 
     def _now(self) -> float:
-        if self.device is not None and self.device.type == "cuda":
-            import torch
-
-            torch.cuda.synchronize(self.device)
+        sync(self.device)
         return time.perf_counter()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
@@ -294,14 +288,10 @@ class StepTimer(Callback):
         if self.profiler is not None:
             self.profiler.stop()
         if self.device is not None and self.device.type == "cuda":
-            import torch
-
             self.gpu_peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
 
 
 def start_profiler(device):
-    import torch
-
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
@@ -360,46 +350,45 @@ def write_profile(timer: StepTimer, path: Path) -> str | None:
     return str(path)
 
 
-# ---------------------------------------------------------------------------- inference
+# ---------------------------------------------------------------------------- timing
+def sync(device) -> None:
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_s(fn, n: int, device=None, warmup: int = 1) -> float:
+    """Median wall time of `n` calls of fn after `warmup` calls, the device synchronized around each."""
+    times = []
+    for i in range(warmup + n):
+        sync(device)
+        t = time.perf_counter()
+        fn()
+        sync(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
 def time_inference(model, device, reps: int, infer_batch: int) -> dict:
-    import torch
-
     model = model.to(device).eval()
-
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    def median_time(x, n):
-        times = []
-        for i in range(n + 2):  # two warm-up calls
-            sync()
-            t = time.perf_counter()
-            model(x)
-            sync()
-            if i >= 2:
-                times.append(time.perf_counter() - t)
-        return statistics.median(times)
-
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    one, big = torch.randn(1, 1, 48, 48, device=device), torch.randn(infer_batch, 1, 48, 48, device=device)
     with torch.inference_mode():
-        one = median_time(torch.randn(1, 1, 48, 48, device=device), max(5, reps))
-        big = median_time(torch.randn(infer_batch, 1, 48, 48, device=device), max(2, reps // 4))
+        one_s = median_s(lambda: model(one), max(5, reps), device, warmup=2)
+        big_s = median_s(lambda: model(big), max(2, reps // 4), device, warmup=2)
     return {
-        "latency_ms": 1e3 * one,
+        "latency_ms": 1e3 * one_s,
         "batch": infer_batch,
-        "batch_ms": 1e3 * big,
-        "samples_per_s": infer_batch / big,
+        "batch_ms": 1e3 * big_s,
+        "samples_per_s": infer_batch / big_s,
         "gpu_peak_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
     }
 
 
-# ---------------------------------------------------------------------------- the FLOP floor
 def training_flops(net, batch_size: int, device) -> int:
     """FLOPs of one forward and backward pass at this batch size (torch's FlopCounterMode), the
     masked matrices counted as the dense products they are computed as."""
-    import torch
     import torch.nn.functional as F
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -412,25 +401,12 @@ def training_flops(net, batch_size: int, device) -> int:
     return counter.get_total_flops()
 
 
-def gemm_flops_per_s(device, n: int = 2048, reps: int = 5) -> float:
-    """fp32 matrix-multiply throughput with this process's threads: what a step could reach."""
-    import torch
-
+def gemm_flops_per_s(device, n: int = 2048) -> float:
+    """fp32 matrix-multiply throughput with this process's threads: the FLOP floor's rate."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    times = []
-    for i in range(reps + 1):  # the first call warms up
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t = time.perf_counter()
-        torch.mm(a, b)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if i:
-            times.append(time.perf_counter() - t)
-    return 2 * n**3 / statistics.median(times)
+    return 2 * n**3 / median_s(lambda: torch.mm(a, b), 5, device)
 
 
-# ---------------------------------------------------------------------------- data
 def time_loading(dm) -> dict:
     """FER-2013 load through read_fer2013: the first call decodes when nothing is cached."""
     from bionic.data import read_fer2013
@@ -438,21 +414,18 @@ def time_loading(dm) -> dict:
     hp = dm.hparams
 
     def load():
-        t = time.perf_counter()
-        splits = read_fer2013(hp.root, hp.cache_dir, hp.val_fraction, hp.split_seed, progress=False)
-        return time.perf_counter() - t, splits
+        return read_fer2013(hp.root, hp.cache_dir, hp.val_fraction, hp.split_seed, progress=False)
 
-    first, splits = load()
-    cached = statistics.median(load()[0] for _ in range(3))
-    return {"first_load_s": first, "cached_load_s": cached,
+    t = time.perf_counter()
+    splits = load()
+    first = time.perf_counter() - t
+    return {"first_load_s": first, "cached_load_s": median_s(load, 3, warmup=0),
             "images": {role: len(splits.labels[role]) for role in ("train", "val", "test")}}
 
 
 def time_pipeline(dm, device, n_batches: int) -> dict:
     """Batches/s of the DataModule's train loader, moved to the device and augmented there
     (on_after_batch_transfer), as the Trainer does before each step."""
-    import torch
-
     dm.setup("fit")
     trainer = dm.trainer
     dm.trainer = SimpleNamespace(training=True)  # what on_after_batch_transfer asks before augmenting
@@ -463,8 +436,7 @@ def time_pipeline(dm, device, n_batches: int) -> dict:
         while done < n_batches + warm:
             for images, labels in dm.train_dataloader():
                 if done == warm:
-                    if device.type == "cuda":
-                        torch.cuda.synchronize(device)
+                    sync(device)
                     start = time.perf_counter()
                 batch = (images.to(device, non_blocking=True), labels.to(device, non_blocking=True))
                 x, _ = dm.on_after_batch_transfer(batch, 0)
@@ -473,8 +445,7 @@ def time_pipeline(dm, device, n_batches: int) -> dict:
                 done += 1
                 if done >= n_batches + warm:
                     break
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        sync(device)
         elapsed = time.perf_counter() - start
     finally:
         dm.trainer = trainer
@@ -571,8 +542,6 @@ def _fmt(value, spec: str) -> str:
 
 # ---------------------------------------------------------------------------- entry point
 def run(args, extra: list[str]) -> dict:
-    import torch
-
     from bionic.ablations import default_root
 
     if args.threads:

@@ -8,7 +8,6 @@ targets against hand-made results.
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 import time
