@@ -41,11 +41,12 @@ from bionic.runs import write_json
 
 # How the matrix is run: the ablation runner's own CLI (tests swap in a fake program).
 ABLATIONS = [sys.executable, "-m", "bionic", "ablations"]
-# variant -> (configs relative to the repository root, extra LightningCLI overrides)
+# variant -> (configs relative to the repository root, extra LightningCLI overrides); the
+# plasticity-free BioNIC is the matrix's no_hebbian ablation, under the key bench.json has always used.
 VARIANTS = {
     "baseline": (["configs/baseline.yaml"], []),
     "bionic": (["configs/bionic.yaml"], []),
-    "bionic_no_plasticity": (["configs/bionic.yaml"], ["--model.hebbian", "false"]),
+    "bionic_no_plasticity": (["configs/bionic.yaml", "ablations/no_hebbian.yaml"], []),
 }
 INFERENCE_VARIANTS = ("baseline", "bionic")  # no_plasticity is the same network at inference
 
@@ -113,6 +114,7 @@ def parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------------- the machine
 def machine_info() -> dict:
     import lightning
+
     info = {
         "cpu": _cpu_model(),
         "cores_logical": os.cpu_count(),
