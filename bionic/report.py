@@ -302,6 +302,31 @@ def adjust(rows: list[dict]) -> int:
     return sum(not math.isnan(r["p_acc"]) for r in rows)
 
 
+def controls_note(variants: list[VariantRuns]) -> str:
+    """Which question the wiring controls answer, for the wiring these runs were built from
+    (`wiring_source` in each control run's metrics.json)."""
+    sources = [m.get("wiring_source") or {} for vr in variants if vr.name.startswith("control_") for m in vr.metrics]
+    if not sources:
+        return ""
+    kept = ("Both wiring controls keep the density of every group-to-group block of the mask (`control_shuffled`: "
+            "each cell's in- and out-degree within each block; `control_random`: only each block's density).")
+    full = {s.get("full_cell_level_connectome") for s in sources}
+    if full == {True}:
+        return (f"{kept} The wiring is a fully measured snapshot, so a control's Δ is what the cell-level pattern "
+                "inside the blocks adds: beyond the degrees (`control_shuffled`), beyond the density (`control_random`).")
+    if full == {False}:
+        counts = sources[0].get("mask_connections") or {}
+        measured, sampled = counts.get("measured"), counts.get("sampled")
+        part = (f" ({measured:,} of {measured + sampled:,} mask connections measured, the rest sampled from "
+                "cell-type-pair statistics)") if isinstance(measured, int) and isinstance(sampled, int) else ""
+        return (f"{kept} The wiring of these runs is partly sampled{part}: inside a block its pattern is mostly drawn "
+                "from type-pair statistics, so a control's Δ says what that type-level structure adds, not whether "
+                "cell-level specificity matters. With a fully measured snapshot (fetched from CAVE or the public "
+                "release) the same rows answer that stronger question.")
+    return ("The control runs do not record one wiring source (`wiring_source.full_cell_level_connectome`), so "
+            "which question their Δ answers cannot be stated: measured and sampled wiring answer different ones.")
+
+
 def test_split_of(variants: list[VariantRuns]) -> str:
     """Which images the test accuracy is on, as the runs' metrics.json record it."""
     splits = {(((m.get("splits") or {}).get("test") or {}).get("source"), ((m.get("splits") or {}).get("test") or {}).get("n"))
@@ -344,7 +369,7 @@ def write_runs_csv(variants: list[VariantRuns], path: Path) -> None:
 
 
 def markdown(rows: list[dict], missing: list[Missing], runs_dir: Path, ref: str, figures: list[str],
-             family: int = 0, split: str = "") -> str:
+             family: int = 0, split: str = "", controls: str = "") -> str:
     on = f" on the test split ({split})" if split else ""
     L = [
         "# BioNIC ablation report", "",
@@ -380,6 +405,8 @@ def markdown(rows: list[dict], missing: list[Missing], runs_dir: Path, ref: str,
         ]) + " |")
     if not any(r["variant"] == ref and r["seeds_found"] for r in rows):
         L += ["", f"No finished `{ref}` run: no Δ, CI or p-value could be computed."]
+    if controls:
+        L += ["", controls]
     L += ["", "Paper accuracy for an ablation row is BioNIC's 59.77 % plus the paper's drop; the paper's Δ for the "
           "baseline is its CNN accuracy minus BioNIC's. The paper trains up to 400 epochs with early stopping: "
           "compare Δ, not absolute accuracy, when our epoch budget (below) is smaller.", "",
@@ -535,7 +562,7 @@ def report(runs_dir: Path, out: Path, seeds=None, variants=None, ref: str = "bio
         write_runs_csv(found, out / "ablations_runs.csv")
         made = figures(rows, [vr for vr in found if vr.metrics], out, ref) if plots else []
         (out / "ablations.md").write_text(markdown(rows, missing, runs_dir, ref, made, family,
-                                                   test_split_of(found)))
+                                                   test_split_of(found), controls_note(found)))
     except OSError as err:
         raise BionicError(f"cannot write the report into {out}: {err.strerror or err}; pass another --out") from err
     project = wandb_project or next(((m.get("config") or {}).get("wandb", {}).get("project")

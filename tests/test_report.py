@@ -264,6 +264,30 @@ def test_malformed_per_class_is_one_line(runs, tmp_path):
     assert r.returncode == 2 and "per_class is not a table" in r.stderr and r.stderr.count("\n") == 1, r.stderr
 
 
+# ---------------------------------------------------------------------------- wiring controls
+def test_controls_say_which_question_they_answer(runs, tmp_path):
+    sampled = {"full_cell_level_connectome": False, "mask_connections": {"measured": 227, "sampled": 19529}}
+    for seed in (0, 1, 2):
+        write_run(runs, "control_shuffled", seed, 0.59, 0.55, wiring_source=sampled)
+    report.report(runs, tmp_path / "a", plots=False)
+    md = (tmp_path / "a" / "ablations.md").read_text()
+    assert "partly sampled (227 of 19,756 mask connections measured" in md
+    assert "not whether cell-level specificity matters" in md
+
+    measured = {"full_cell_level_connectome": True}
+    for seed in (0, 1, 2):
+        write_run(runs, "control_shuffled", seed, 0.59, 0.55, wiring_source=measured)
+    report.report(runs, tmp_path / "b", plots=False)
+    md = (tmp_path / "b" / "ablations.md").read_text()
+    assert "fully measured snapshot" in md and "partly sampled" not in md
+
+    write_run(runs, "control_shuffled", 1, 0.59, 0.55, wiring_source=sampled)  # mixed sources
+    report.report(runs, tmp_path / "c", plots=False)
+    assert "cannot be stated" in (tmp_path / "c" / "ablations.md").read_text()
+    report.report(runs, tmp_path / "d", plots=False, variants=["no_conv"])
+    assert "wiring controls" not in (tmp_path / "d" / "ablations.md").read_text().lower()
+
+
 # ---------------------------------------------------------------------------- the paper
 def test_every_ablation_file_has_its_paper_row():
     assert set(PAPER_ABLATIONS) == {p.stem for p in (REPO / "ablations").glob("no_*.yaml")}, \
