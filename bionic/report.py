@@ -7,8 +7,9 @@ Per variant: seeds found, mean ± std (ddof=1) of test accuracy and macro F1, th
 against full BioNIC paired by seed (runs of one seed share the split and the data order) with
 the paired t-test's 95 % confidence interval and p-value, Holm-adjusted over the comparisons,
 per-class recall, parameters, unmasked synapses, epochs to best, and the paper's numbers
-beside ours. `--variants` and `--seeds` filter as they do for `ablations`. A run directory without a readable metrics.json, or a seed that another
-variant has and this one lacks, is listed under "Missing runs"; nothing is dropped silently.
+beside ours. `--variants` and `--seeds` filter as they do for `ablations`. A run directory
+without a readable metrics.json, or an expected seed a variant lacks, is listed under
+"Missing runs"; nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import json
 import math
 import os
 import sys
-import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -329,9 +329,8 @@ def controls_note(variants: list[VariantRuns]) -> str:
 
 def test_split_of(variants: list[VariantRuns]) -> str:
     """Which images the test accuracy is on, as the runs' metrics.json record it."""
-    splits = {(((m.get("splits") or {}).get("test") or {}).get("source"), ((m.get("splits") or {}).get("test") or {}).get("n"))
-              for vr in variants for m in vr.metrics}
-    splits.discard((None, None))
+    tests = [(m.get("splits") or {}).get("test") or {} for vr in variants for m in vr.metrics]
+    splits = {(t.get("source"), t.get("n")) for t in tests} - {(None, None)}
     if len(splits) != 1:
         return ""
     source, n = splits.pop()
