@@ -56,8 +56,10 @@ connectome: install
 	$(PY) -m bionic connectome stats --out results/connectome.png
 
 # The matrix, then its report even when some runs failed (they are listed as missing);
-# the exit status is the matrix's. The report goes to results/ for RUNS=runs, else to
-# $(RUNS)/results, so a smoke matrix never overwrites the real one's report (REPORT= overrides).
+# the exit status is the matrix's. VARIANTS (ablation file names) and SEEDS mean the same to
+# both: only these; without VARIANTS the report expects the whole matrix (--matrix). The report
+# goes to results/ for RUNS=runs, else to $(RUNS)/results, so a smoke matrix never overwrites
+# the real one's report (REPORT= overrides).
 ablations: install
 	$(PY) -m bionic ablations --seeds $(SEEDS) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(VARIANTS),--variants $(VARIANTS)) --runs $(RUNS) --jobs $(JOBS) -- --data.root $(DATA) $(ARGS); \
 	status=$$?; \

@@ -391,11 +391,18 @@ def split_extra(argv: list[str]) -> tuple[list[str], list[str]]:
     return argv, []
 
 
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def at_least(low: int):
+    """An argparse type: an integer >= low."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    return parse
+
+
+positive, non_negative = at_least(1), at_least(0)
 
 
 def matrix_parser() -> argparse.ArgumentParser:
@@ -405,7 +412,8 @@ def matrix_parser() -> argparse.ArgumentParser:
                                             "Arguments after `--` go to every fit and test.")
     p.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS))
     p.add_argument("--epochs", type=positive, default=None, help="--trainer.max_epochs for every fit")
-    p.add_argument("--variants", nargs="+", default=None, help="a subset by name (default: all)")
+    p.add_argument("--variants", nargs="+", default=None,
+                   help="only these variants: ablation file names, baseline, bionic (--list prints them; default: all)")
     p.add_argument("--runs", type=Path, default=Path("runs"), help="output folder (default: runs)")
     p.add_argument("--jobs", type=positive, default=1, help="runs at once (one GPU each when several)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and commands, run nothing")

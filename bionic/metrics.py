@@ -41,8 +41,8 @@ def full_metrics(num_classes: int = 7) -> MetricCollection:
     )
 
 
-def report(values: dict[str, torch.Tensor], prefix: str = "test") -> dict:
-    """Turn a computed full_metrics() dict into JSON-able figures, classes by name."""
+def test_report(values: dict[str, torch.Tensor], prefix: str = "test") -> dict:
+    """Turn a computed full_metrics() dict into the JSON-able figures of metrics.json, classes by name."""
     confusion = values["confusion"].long()
     per_class = {
         name: {

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bionic.errors import BionicError
-from bionic.metrics import full_metrics, report, scalar_metrics
+from bionic.metrics import full_metrics, test_report, scalar_metrics
 from bionic.plasticity import Plasticity, as_plasticity
 
 
@@ -87,7 +87,7 @@ class EmotionClassifier(L.LightningModule):
         self.log("test/loss", self._loss(logits, y))
 
     def on_test_epoch_end(self):
-        self.test_results = report(self.test_metrics.compute())
+        self.test_results = test_report(self.test_metrics.compute())
         self.test_metrics.reset()
         self.log("test/acc", self.test_results["test/acc"])
         self.log("test/f1_macro", self.test_results["test/f1_macro"])

@@ -1,13 +1,15 @@
 """The ablation report: every run's metrics.json -> tables, statistics, figures.
 
-`python -m bionic report RUNS [--out results] [--seeds 0 1 2] [--variants a b]
+`python -m bionic report RUNS [--out results] [--seeds 0 1 2] [--variants a b | --matrix]
                          [--reference bionic] [--wandb-mode online]`
 
 Per variant: seeds found, mean ± std (ddof=1) of test accuracy and macro F1, the change
-against full BioNIC with a 95 % Welch confidence interval and Welch's t-test p-value,
+against full BioNIC paired by seed (runs of one seed share the split and the data order) with
+the paired t-test's 95 % confidence interval and p-value, Holm-adjusted over the comparisons,
 per-class recall, parameters, unmasked synapses, epochs to best, and the paper's numbers
-beside ours. A run directory without a readable metrics.json, or a seed that another
-variant has and this one lacks, is listed under "Missing runs"; nothing is dropped silently.
+beside ours. `--variants` and `--seeds` filter as they do for `ablations`. A run directory
+without a readable metrics.json, or an expected seed a variant lacks, is listed under
+"Missing runs"; nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import json
 import math
 import os
 import sys
-import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -37,38 +38,20 @@ PAPER_MODELS = {  # variant -> (paper row, accuracy mean, accuracy std, macro F1
 }
 PAPER_BIONIC_ACC = PAPER_MODELS["bionic"][1]
 PAPER_DISGUST_RECALL = {"conventional CNN": 0.26, "BioNIC": 0.40}  # the rarest class
-PAPER_DROPS = {  # removed feature (paper's words) -> drop in points; None = not reported
-    "data augmentation": -22.82,
-    "convolutional layers": -12.14,
-    "LayerNorm": -9.12,
-    "label smoothing": -2.16,
-    "LR scheduler": -1.01,
-    "connectome mask": -1.01,
-    "intra-layer connections": -0.60,
-    "lateral inhibition": -0.24,
-    "graded inhibition": -0.12,
-    "Hebbian plasticity": None,
-    "synaptic noise": None,
-    "weight decay": None,
+PAPER_ABLATIONS = {  # ablation file (the variant's name) -> (the paper's row, drop in points; None = not reported)
+    "no_augmentation": ("data augmentation", -22.82),
+    "no_conv": ("convolutional layers", -12.14),
+    "no_layer_norm": ("LayerNorm", -9.12),
+    "no_label_smoothing": ("label smoothing", -2.16),
+    "no_lr_scheduler": ("LR scheduler", -1.01),
+    "no_mask": ("connectome mask", -1.01),
+    "no_intra_layer": ("intra-layer connections", -0.60),
+    "no_lateral_inhibition": ("lateral inhibition", -0.24),
+    "no_graded_inhibition": ("graded inhibition", -0.12),
+    "no_hebbian": ("Hebbian plasticity", None),
+    "no_synaptic_noise": ("synaptic noise", None),
+    "no_weight_decay": ("weight decay", None),
 }
-# Our ablation file stems (no_<feature>) -> the paper's row; spelled loosely on purpose,
-# compared after dropping "no_", "_" and "-".
-FEATURE_ALIASES = {
-    "data augmentation": ("augmentation", "augment", "aug", "dataaugmentation", "dataaug"),
-    "convolutional layers": ("conv", "convs", "convolution", "convolutions", "convolutional", "convlayers",
-                             "convolutionallayers", "frontend"),
-    "LayerNorm": ("layernorm", "layernormalization", "ln", "norm"),
-    "label smoothing": ("labelsmoothing", "smoothing"),
-    "LR scheduler": ("scheduler", "lrscheduler", "lrschedule", "schedule"),
-    "connectome mask": ("connectome", "mask", "masks", "connectomemask"),
-    "intra-layer connections": ("intralayer", "intra", "intralayerconnections", "within"),
-    "lateral inhibition": ("lateralinhibition", "lateral"),
-    "graded inhibition": ("gradedinhibition", "graded"),
-    "Hebbian plasticity": ("hebbian", "hebb", "plasticity", "hebbianplasticity", "homeostasis"),
-    "synaptic noise": ("synapticnoise", "noise"),
-    "weight decay": ("weightdecay", "wd"),
-}
-_ALIAS = {alias: row for row, aliases in FEATURE_ALIASES.items() for alias in aliases}
 
 
 @dataclass(frozen=True)
@@ -85,13 +68,11 @@ def paper_row(variant: str) -> PaperRow:
     if variant in PAPER_MODELS:
         label, acc, std, f1 = PAPER_MODELS[variant]
         return PaperRow(label, acc, std, f1, None if variant == "bionic" else round(acc - PAPER_BIONIC_ACC, 2))
-    if variant.startswith("no_"):
-        row = _ALIAS.get(variant[3:].replace("_", "").replace("-", "").lower())
-        if row is not None:
-            drop = PAPER_DROPS[row]
-            if drop is None:
-                return PaperRow(f"no {row}", note="not reported")
-            return PaperRow(f"no {row}", round(PAPER_BIONIC_ACC + drop, 2), delta=drop)
+    if variant in PAPER_ABLATIONS:
+        label, drop = PAPER_ABLATIONS[variant]
+        if drop is None:
+            return PaperRow(f"no {label}", note="not reported")
+        return PaperRow(f"no {label}", round(PAPER_BIONIC_ACC + drop, 2), delta=drop)
     if variant.startswith("control_"):
         return PaperRow("", note="our null-model control; not in the paper")
     return PaperRow("", note="not in the paper")
@@ -111,6 +92,9 @@ class VariantRuns:
     seeds: list[int] = field(default_factory=list)
     metrics: list[dict] = field(default_factory=list)  # same order as seeds
 
+    def by_seed(self, key: str, scale: float = 1.0) -> dict[int, float]:
+        return {s: scale * float(m[key]) for s, m in zip(self.seeds, self.metrics)}
+
 
 def variant_order(name: str) -> tuple:
     rank = {"baseline": 0, "bionic": 1}.get(name, 2 if name.startswith("no_") else 3 if name.startswith("control_") else 4)
@@ -124,9 +108,13 @@ def seed_of(path: Path) -> int | None:
         return None
 
 
-def collect(runs_dir: Path, seeds=None, variants=None) -> tuple[list[VariantRuns], list[Missing], list[int]]:
-    """Read RUNS/<variant>/seed_<s>/metrics.json. The expected seeds are those asked for plus
-    every seed any variant has, so a variant with fewer seeds shows up as missing some."""
+def collect(runs_dir: Path, seeds=None, variants=None, expect=(), known=()) -> tuple[list[VariantRuns], list[Missing], list[int]]:
+    """Read RUNS/<variant>/seed_<s>/metrics.json.
+
+    `variants` and `seeds` filter, as in `ablations`: only those are reported, and each one asked
+    for is expected (listed as missing when it has no finished run). Without them, every variant
+    and seed found is reported, plus the variants in `expect` (`--matrix`: the whole matrix). A
+    name in `variants` must be a variant found under RUNS or one of `known` (the ablation files)."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise BionicError(f"{runs_dir} is not a directory; run `make ablations` first or pass the runs folder")
@@ -135,10 +123,20 @@ def collect(runs_dir: Path, seeds=None, variants=None) -> tuple[list[VariantRuns
         seed_dirs = {seed_of(d): d for d in vdir.iterdir() if d.is_dir() and seed_of(d) is not None} if vdir.is_dir() else {}
         if seed_dirs:
             found[vdir.name] = seed_dirs
-    names = set(found) | set(variants or ())
+    if variants:
+        valid = sorted(set(found) | set(known), key=variant_order)
+        unknown = [n for n in variants if n not in valid]
+        if unknown:
+            raise BionicError(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(valid)}")
+        names = set(variants)
+    else:
+        names = set(found) | set(expect)
     if not names:
         raise BionicError(f"no runs under {runs_dir} (expected {runs_dir}/<variant>/seed_<s>/); run `make ablations` first")
-    expected = sorted(set(seeds or ()) | {s for d in found.values() for s in d})
+    if seeds:
+        expected = sorted(set(int(s) for s in seeds))
+    else:
+        expected = sorted({s for n, d in found.items() if n in names for s in d})
     out, missing = [], []
     for name in sorted(names, key=variant_order):
         vr = VariantRuns(name)
@@ -155,6 +153,9 @@ def collect(runs_dir: Path, seeds=None, variants=None) -> tuple[list[VariantRuns
 
 
 def read_metrics(run_dir: Path) -> tuple[dict | None, str]:
+    """A run's metrics, or None and why when it has none yet. A metrics.json that reads but
+    holds a malformed table is an error: it is not an unfinished run, and nothing should quietly
+    drop it or plot it wrong."""
     path = run_dir / METRICS
     if not path.is_file():
         log = run_dir / "run.log"
@@ -165,7 +166,32 @@ def read_metrics(run_dir: Path) -> tuple[dict | None, str]:
         float(metrics["test/acc"]), float(metrics["test/f1_macro"])
     except (OSError, ValueError, KeyError, TypeError) as err:
         return None, f"unreadable {path}: {type(err).__name__}: {err}"
+    problem = malformed(metrics)
+    if problem:
+        raise BionicError(f"{path}: {problem}; rerun that run's test (python -m bionic test --config "
+                          f"{run_dir / 'config.yaml'} --ckpt_path ...) or move {run_dir} out of the runs folder")
     return metrics, ""
+
+
+def malformed(metrics: dict) -> str:
+    """What is wrong with the tables the report reads from one metrics.json ("" when nothing)."""
+    k = len(EMOTIONS)
+    cm = metrics.get("confusion_matrix")
+    if cm is not None:
+        rows_ok = isinstance(cm, list) and len(cm) == k and all(isinstance(r, list) and len(r) == k for r in cm)
+        if not rows_ok or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+                                  for r in cm for v in r):
+            return f"confusion_matrix is not a {k}x{k} table of non-negative counts"
+    per_class = metrics.get("per_class")
+    if per_class is not None:
+        if not isinstance(per_class, dict) or not all(
+                isinstance(v, dict) and isinstance(v.get("recall"), (int, float)) for v in per_class.values()):
+            return "per_class is not a table of classes with a numeric recall"
+    for key in ("best_epoch", "epochs_trained", "time_per_epoch_s"):
+        value = metrics.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return f"{key} is {value!r}, not a number"
+    return ""
 
 
 # ---------------------------------------------------------------------------- statistics
@@ -182,32 +208,42 @@ def std(xs) -> float:
 
 
 @dataclass(frozen=True)
-class Welch:
-    diff: float  # mean(a) - mean(b)
-    lo: float  # 95 % confidence interval of the difference
+class Paired:
+    diff: float  # mean over the shared seeds of (variant - reference)
+    lo: float  # 95 % confidence interval of that mean difference
     hi: float
-    p: float  # two-sided Welch t-test
-    df: float
+    p: float  # two-sided paired t-test
+    n: int  # seeds both sides have
 
 
-def welch(a, b, level: float = 0.95) -> Welch:
-    """Difference of means with Welch's CI and t-test: seeds of two variants are independent
-    samples whose variances need not be equal. Needs two or more values on each side."""
+def paired(a: dict[int, float], b: dict[int, float], level: float = 0.95) -> Paired:
+    """Paired t-test by seed: runs of one seed share the data split and the data order, so the
+    per-seed difference removes what the seed does to both. Needs two or more shared seeds."""
     from scipy import stats
 
-    diff = mean(a) - mean(b)
-    if len(a) < 2 or len(b) < 2:
-        return Welch(diff, math.nan, math.nan, math.nan, math.nan)
-    va, vb = std(a) ** 2 / len(a), std(b) ** 2 / len(b)
-    se = math.sqrt(va + vb)
-    if se == 0:  # identical values on both sides: no spread to test against
-        return Welch(diff, diff, diff, math.nan, math.nan)
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = stats.t.ppf(0.5 + level / 2, df) * se
-    with warnings.catch_warnings():  # one side with (nearly) no spread is fine: se > 0 above
-        warnings.simplefilter("ignore", RuntimeWarning)
-        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-    return Welch(diff, diff - half, diff + half, p, df)
+    shared = sorted(set(a) & set(b))
+    d = [a[s] - b[s] for s in shared]
+    n = len(d)
+    diff = mean(d)
+    if n < 2:
+        return Paired(diff, math.nan, math.nan, math.nan, n)
+    se = std(d) / math.sqrt(n)
+    if se == 0:  # the same difference at every seed: no spread to test against
+        return Paired(diff, diff, diff, math.nan, n)
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * se
+    p = float(2 * stats.t.sf(abs(diff) / se, n - 1))
+    return Paired(diff, diff - half, diff + half, p, n)
+
+
+def holm(ps: list[float]) -> list[float]:
+    """Holm's step-down adjustment for a family of p-values; nan (not tested) stays nan and is
+    not counted in the family."""
+    tested = sorted((i for i, p in enumerate(ps) if not math.isnan(p)), key=lambda i: ps[i])
+    out, running = [math.nan] * len(ps), 0.0
+    for k, i in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - k) * ps[i]))
+        out[i] = running
+    return out
 
 
 def unique(values) -> str:
@@ -218,7 +254,8 @@ def unique(values) -> str:
 
 
 def summarize(vr: VariantRuns, ref: VariantRuns | None, expected_n: int) -> dict:
-    """One row of the report (accuracy in %, deltas in points, F1 as a fraction)."""
+    """One row of the report (accuracy in %, deltas in points, F1 as a fraction); the Holm
+    columns are filled in by `adjust` once every row is known."""
     acc = [100 * float(m["test/acc"]) for m in vr.metrics]
     f1 = [float(m["test/f1_macro"]) for m in vr.metrics]
     row = {
@@ -229,16 +266,16 @@ def summarize(vr: VariantRuns, ref: VariantRuns | None, expected_n: int) -> dict
         "acc_mean": mean(acc), "acc_std": std(acc),
         "f1_mean": mean(f1), "f1_std": std(f1),
     }
-    d_acc = d_f1 = None
-    if ref is not None and ref.name != vr.name and acc and ref.metrics:
-        d_acc = welch(acc, [100 * float(m["test/acc"]) for m in ref.metrics])
-        d_f1 = welch(f1, [float(m["test/f1_macro"]) for m in ref.metrics])
-    nan = math.nan
+    compare = ref is not None and ref.name != vr.name
+    none = Paired(math.nan, math.nan, math.nan, math.nan, 0)
+    d_acc = paired(vr.by_seed("test/acc", 100), ref.by_seed("test/acc", 100)) if compare else none
+    d_f1 = paired(vr.by_seed("test/f1_macro"), ref.by_seed("test/f1_macro")) if compare else none
     row.update({
-        "delta_acc": d_acc.diff if d_acc else nan, "delta_acc_ci_low": d_acc.lo if d_acc else nan,
-        "delta_acc_ci_high": d_acc.hi if d_acc else nan, "p_welch_acc": d_acc.p if d_acc else nan,
-        "delta_f1": d_f1.diff if d_f1 else nan, "delta_f1_ci_low": d_f1.lo if d_f1 else nan,
-        "delta_f1_ci_high": d_f1.hi if d_f1 else nan, "p_welch_f1": d_f1.p if d_f1 else nan,
+        "pairs": d_acc.n,
+        "delta_acc": d_acc.diff, "delta_acc_ci_low": d_acc.lo, "delta_acc_ci_high": d_acc.hi,
+        "p_acc": d_acc.p, "p_holm_acc": math.nan,
+        "delta_f1": d_f1.diff, "delta_f1_ci_low": d_f1.lo, "delta_f1_ci_high": d_f1.hi,
+        "p_f1": d_f1.p, "p_holm_f1": math.nan,
     })
     for c in EMOTIONS:
         row[f"recall_{c}"] = mean([float(m["per_class"][c]["recall"]) for m in vr.metrics
@@ -254,6 +291,50 @@ def summarize(vr: VariantRuns, ref: VariantRuns | None, expected_n: int) -> dict
     row.update({"paper_row": paper.label, "paper_acc": paper.acc, "paper_acc_std": paper.acc_std,
                 "paper_f1": paper.f1, "paper_delta_acc": paper.delta, "paper_note": paper.note})
     return row
+
+
+def adjust(rows: list[dict]) -> int:
+    """Holm-adjust the p-values of every comparison against the reference, accuracy and macro F1
+    each as one family; returns the family size (comparisons with a p-value)."""
+    for metric in ("acc", "f1"):
+        for row, p in zip(rows, holm([r[f"p_{metric}"] for r in rows])):
+            row[f"p_holm_{metric}"] = p
+    return sum(not math.isnan(r["p_acc"]) for r in rows)
+
+
+def controls_note(variants: list[VariantRuns]) -> str:
+    """Which question the wiring controls answer, for the wiring these runs were built from
+    (`wiring_source` in each control run's metrics.json)."""
+    sources = [m.get("wiring_source") or {} for vr in variants if vr.name.startswith("control_") for m in vr.metrics]
+    if not sources:
+        return ""
+    kept = ("Both wiring controls keep the density of every group-to-group block of the mask (`control_shuffled`: "
+            "each cell's in- and out-degree within each block; `control_random`: only each block's density).")
+    full = {s.get("full_cell_level_connectome") for s in sources}
+    if full == {True}:
+        return (f"{kept} The wiring is a fully measured snapshot, so a control's Δ is what the cell-level pattern "
+                "inside the blocks adds: beyond the degrees (`control_shuffled`), beyond the density (`control_random`).")
+    if full == {False}:
+        counts = sources[0].get("mask_connections") or {}
+        measured, sampled = counts.get("measured"), counts.get("sampled")
+        part = (f" ({measured:,} of {measured + sampled:,} mask connections measured, the rest sampled from "
+                "cell-type-pair statistics)") if isinstance(measured, int) and isinstance(sampled, int) else ""
+        return (f"{kept} The wiring of these runs is partly sampled{part}: inside a block its pattern is mostly drawn "
+                "from type-pair statistics, so a control's Δ says what that type-level structure adds, not whether "
+                "cell-level specificity matters. With a fully measured snapshot (fetched from CAVE or the public "
+                "release) the same rows answer that stronger question.")
+    return ("The control runs do not record one wiring source (`wiring_source.full_cell_level_connectome`), so "
+            "which question their Δ answers cannot be stated: measured and sampled wiring answer different ones.")
+
+
+def test_split_of(variants: list[VariantRuns]) -> str:
+    """Which images the test accuracy is on, as the runs' metrics.json record it."""
+    tests = [(m.get("splits") or {}).get("test") or {} for vr in variants for m in vr.metrics]
+    splits = {(t.get("source"), t.get("n")) for t in tests} - {(None, None)}
+    if len(splits) != 1:
+        return ""
+    source, n = splits.pop()
+    return f"{source}, {n:,} images" if n is not None else str(source)
 
 
 # ---------------------------------------------------------------------------- writing
@@ -286,17 +367,23 @@ def write_runs_csv(variants: list[VariantRuns], path: Path) -> None:
                             m.get("best_epoch", ""), m.get("epochs_trained", ""), m.get("run_dir", "")])
 
 
-def markdown(rows: list[dict], missing: list[Missing], runs_dir: Path, ref: str, figures: list[str]) -> str:
+def markdown(rows: list[dict], missing: list[Missing], runs_dir: Path, ref: str, figures: list[str],
+             family: int = 0, split: str = "", controls: str = "") -> str:
+    on = f" on the test split ({split})" if split else ""
     L = [
         "# BioNIC ablation report", "",
         f"From `{runs_dir}` on {datetime.now():%Y-%m-%d %H:%M}, by `python -m bionic report {runs_dir}`.",
-        f"Accuracy is test accuracy in %, mean ± std over seeds (std with ddof=1). Δ is the variant's mean minus "
-        f"`{ref}`'s, in points, with its 95 % confidence interval (Welch) and the two-sided Welch t-test p-value; "
-        "n/a where either side has fewer than two seeds.", "",
+        f"Accuracy is test accuracy in %{on}, mean ± std over seeds (std with ddof=1). Variants are paired by "
+        f"seed, because runs of one seed share the data split and the data order: Δ is the mean over the seeds "
+        f"both have of (variant − `{ref}`), in points, with the 95 % confidence interval and two-sided p-value of "
+        f"a paired t-test (pairs − 1 degrees of freedom). p (Holm) adjusts p for the {family} "
+        f"comparison{'' if family == 1 else 's'} against "
+        f"`{ref}` that have one (Holm's step-down method; macro F1 is its own family). n/a where fewer than two "
+        "seeds pair.", "",
         "## Accuracy, beside the paper", "",
-        "| variant | seeds | test acc % | Δ acc vs " + ref + " [95 % CI] | p (Welch) | macro F1 | Δ F1 "
+        "| variant | seeds | test acc % | Δ acc vs " + ref + " [95 % CI] | p | p (Holm) | macro F1 | Δ F1 "
         "| paper row | paper acc % | paper Δ | paper F1 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         seeds = f"{r['seeds_found']}/{r['seeds_expected']}" + (" (partial)" if r["seeds_found"] < r["seeds_expected"] else "")
@@ -308,7 +395,8 @@ def markdown(rows: list[dict], missing: list[Missing], runs_dir: Path, ref: str,
             delta = f"{num(r['delta_acc'], sign=True)} [{num(r['delta_acc_ci_low'], sign=True)}, {num(r['delta_acc_ci_high'], sign=True)}]"
         paper_acc = pm(r["paper_acc"], r["paper_acc_std"] or math.nan, ".2f") if r["paper_acc"] is not None else ""
         L.append(" | ".join([
-            f"| {r['variant']}", seeds, pm(r["acc_mean"], r["acc_std"], ".2f"), delta, num(r["p_welch_acc"], ".3g"),
+            f"| {r['variant']}", seeds, pm(r["acc_mean"], r["acc_std"], ".2f"), delta, num(r["p_acc"], ".3g"),
+            num(r["p_holm_acc"], ".3g"),
             pm(r["f1_mean"], r["f1_std"], ".4f"), num(r["delta_f1"], ".4f", sign=True) if r["variant"] != ref else "—",
             r["paper_row"] or "—", paper_acc or r["paper_note"] or "—",
             num(r["paper_delta_acc"], sign=True) if r["paper_delta_acc"] is not None else "—",
@@ -316,6 +404,8 @@ def markdown(rows: list[dict], missing: list[Missing], runs_dir: Path, ref: str,
         ]) + " |")
     if not any(r["variant"] == ref and r["seeds_found"] for r in rows):
         L += ["", f"No finished `{ref}` run: no Δ, CI or p-value could be computed."]
+    if controls:
+        L += ["", controls]
     L += ["", "Paper accuracy for an ablation row is BioNIC's 59.77 % plus the paper's drop; the paper's Δ for the "
           "baseline is its CNN accuracy minus BioNIC's. The paper trains up to 400 epochs with early stopping: "
           "compare Δ, not absolute accuracy, when our epoch budget (below) is smaller.", "",
@@ -358,7 +448,7 @@ def figures(rows: list[dict], variants: list[VariantRuns], out: Path, ref: str) 
         d = [r["delta_acc"] for r in others]
         err = [[0 if math.isnan(r["delta_acc_ci_low"]) else r["delta_acc"] - r["delta_acc_ci_low"] for r in others],
                [0 if math.isnan(r["delta_acc_ci_high"]) else r["delta_acc_ci_high"] - r["delta_acc"] for r in others]]
-        ax.barh(y, d, xerr=err, color="tab:blue", alpha=0.7, capsize=3, label="ours (95 % CI, Welch)")
+        ax.barh(y, d, xerr=err, color="tab:blue", alpha=0.7, capsize=3, label="ours (95 % CI, paired by seed)")
         py = [yy for yy, r in zip(y, others) if r["paper_delta_acc"] is not None]
         px = [r["paper_delta_acc"] for r in others if r["paper_delta_acc"] is not None]
         if px:
@@ -451,45 +541,62 @@ def log_wandb(rows: list[dict], out: Path, made: list[str], project: str, mode: 
 
 # ---------------------------------------------------------------------------- entry point
 def report(runs_dir: Path, out: Path, seeds=None, variants=None, ref: str = "bionic",
-           wandb_mode: str | None = None, wandb_project: str | None = None, plots: bool = True) -> dict:
-    found, missing, expected = collect(runs_dir, seeds, variants)
-    by_name = {vr.name: vr for vr in found}
-    ref_runs = by_name.get(ref)
+           wandb_mode: str | None = None, wandb_project: str | None = None, plots: bool = True,
+           expect=(), known=()) -> dict:
+    """Read the runs (see `collect` for `seeds`, `variants`, `expect`, `known`), write the report
+    into `out`. The reference is read even when `variants` leaves it out: every Δ is against it."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise BionicError(f"--out {out} is a file; the report is a folder of tables and figures: pass a folder "
+                          "(it is created when missing)")
+    if variants and ref not in variants:
+        variants = [*variants, ref] if (Path(runs_dir) / ref).is_dir() else variants
+    found, missing, expected = collect(runs_dir, seeds, variants, expect, known)
+    ref_runs = next((vr for vr in found if vr.name == ref), None)
     rows = [summarize(vr, ref_runs, len(expected)) for vr in found]
-    out.mkdir(parents=True, exist_ok=True)
-    write_csv(rows, out / "ablations.csv")
-    write_runs_csv(found, out / "ablations_runs.csv")
-    made = figures(rows, [vr for vr in found if vr.metrics], out, ref) if plots else []
-    (out / "ablations.md").write_text(markdown(rows, missing, runs_dir, ref, made))
+    family = adjust(rows)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_csv(rows, out / "ablations.csv")
+        write_runs_csv(found, out / "ablations_runs.csv")
+        made = figures(rows, [vr for vr in found if vr.metrics], out, ref) if plots else []
+        (out / "ablations.md").write_text(markdown(rows, missing, runs_dir, ref, made, family,
+                                                   test_split_of(found), controls_note(found)))
+    except OSError as err:
+        raise BionicError(f"cannot write the report into {out}: {err.strerror or err}; pass another --out") from err
     project = wandb_project or next(((m.get("config") or {}).get("wandb", {}).get("project")
                                      for vr in found for m in vr.metrics if (m.get("config") or {}).get("wandb")), None)
     log_wandb(rows, out, made, project or "bionic", wandb_mode or os.environ.get("WANDB_MODE", "offline"))
     return {"rows": rows, "missing": missing, "figures": made}
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bionic report", description=__doc__.split("\n\n")[0])
     p.add_argument("runs", type=Path, nargs="?", default=Path("runs"), help="the matrix's runs folder (default: runs)")
     p.add_argument("--out", type=Path, default=Path("results"), help="where the report goes (default: results)")
-    p.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds expected (default: every seed found)")
-    p.add_argument("--variants", nargs="+", default=None, help="variants expected besides those found")
+    p.add_argument("--seeds", nargs="+", type=int, default=None,
+                   help="only these seeds, each expected (default: every seed found)")
+    p.add_argument("--variants", nargs="+", default=None,
+                   help="only these variants (ablation file names, as for `ablations`), each expected; "
+                        "the reference is always read (default: every variant found)")
     p.add_argument("--matrix", action="store_true",
                    help="expect every variant of the matrix (configs/ and ablations/), so one never started is listed")
-    p.add_argument("--root", type=Path, default=None, help="repository for --matrix (default: as `ablations`)")
+    p.add_argument("--root", type=Path, default=None, help="repository with configs/ and ablations/ (default: as `ablations`)")
     p.add_argument("--reference", default="bionic", help="the variant deltas are taken against (default: bionic)")
     p.add_argument("--wandb-mode", choices=("online", "offline", "disabled"), default=None,
                    help="online also logs a W&B Table (default: $WANDB_MODE, else offline = no logging)")
     p.add_argument("--wandb-project", default=None)
     p.add_argument("--no-plots", action="store_true")
-    args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
-    try:
-        variants = list(args.variants or ())
-        if args.matrix:
-            from bionic.ablations import default_root, discover_variants
+    return p
 
-            variants += list(discover_variants(args.root or default_root()))
-        result = report(args.runs, args.out, args.seeds, variants, args.reference, args.wandb_mode,
-                        args.wandb_project, plots=not args.no_plots)
+
+def main(argv=None) -> int:
+    args = parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        matrix = matrix_variants(args.root, required=args.matrix or args.root is not None)
+        result = report(args.runs, args.out, args.seeds, args.variants, args.reference, args.wandb_mode,
+                        args.wandb_project, plots=not args.no_plots, expect=matrix if args.matrix else (),
+                        known=matrix)
     except BionicError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -499,6 +606,19 @@ def main(argv=None) -> int:
     for m in result["missing"]:
         print(f"  missing: {m.variant} seed {m.seed}: {m.reason}")
     return 0
+
+
+def matrix_variants(root: Path | None, required: bool) -> list[str]:
+    """The variant names the ablation files define (the vocabulary); [] without a repository
+    unless `--matrix` needs them."""
+    from bionic.ablations import default_root, discover_variants
+
+    try:
+        return list(discover_variants(root or default_root()))
+    except BionicError:
+        if required:
+            raise
+        return []
 
 
 if __name__ == "__main__":

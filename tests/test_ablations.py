@@ -379,6 +379,16 @@ def test_make_targets_pass_the_variables_through():
     args = ablations.matrix_parser().parse_args(own)
     assert (args.seeds, args.epochs, args.variants, str(args.runs), args.jobs) == ([3, 4], 2, ["bionic", "no_mask"], "/tmp/r", 2)
     assert extra[-1] == "--trainer.limit_train_batches=5"
-    assert "-m bionic report /tmp/r --out /tmp/r/results --seeds 3 4 --variants bionic no_mask" in out
-    assert "-m bionic report runs --out results --seeds 0 1 2 --matrix" in recipe("report")
+    from bionic import report
+
+    line = next(shlex.split(line.split("||")[0]) for line in out.splitlines() if "-m bionic report" in line)
+    reported = report.parser().parse_args(line[line.index("report") + 1:])
+    assert (str(reported.runs), str(reported.out)) == ("/tmp/r", "/tmp/r/results")
+    assert (reported.variants, reported.seeds) == (args.variants, args.seeds), \
+        "VARIANTS and SEEDS mean the same for the matrix and its report: only these"
+    assert not reported.matrix
+    line = next(shlex.split(line) for line in recipe("report").splitlines() if "-m bionic report" in line)
+    reported = report.parser().parse_args(line[line.index("report") + 1:])
+    assert (reported.variants, reported.seeds, reported.matrix) == (None, [0, 1, 2], True), \
+        "without VARIANTS the report expects the whole matrix"
     assert "-m bionic.sweep --seeds 0 1 2" in recipe("sweep") and "wandb sweep runs/sweep.yaml" in recipe("sweep")

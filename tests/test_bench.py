@@ -1,6 +1,8 @@
 """`python -m bionic bench` (what `make bench` calls) runs on a tiny budget and writes bench.json.
 
-No timing is asserted: numbers from a shared CI machine mean nothing; only the shape of the output.
+No speed is asserted (numbers from a shared CI machine mean nothing), but everything derived from
+the measurements is checked against the measurements, the step timer against known sleeps, and the
+targets against hand-made results.
 """
 
 from __future__ import annotations
@@ -8,6 +10,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+
+import pytest
 
 from conftest import REPO, bionic_cmd
 
@@ -28,23 +33,100 @@ def test_bench_runs_with_a_tiny_budget(fer_root, tmp_path):
         assert key in result["machine"], key
     assert result["machine"]["torch_threads"] == 1
     assert set(result["train"]) == {"baseline", "bionic", "bionic_no_plasticity"}
+    gemm = result["floor"]["gemm_fp32_flops_per_s"]
+    assert gemm > 0 and result["floor"]["gemm_n"] == 2048
     for name, v in result["train"].items():
-        assert v["samples_per_s"] > 0 and v["step_ms"] > 0 and v["steps_measured"] >= 1, name
-        assert v["batch_size"] == 16
-    assert result["train"]["bionic"]["hebbian"] and result["train"]["bionic"]["plasticity_ms"] > 0
-    assert not result["train"]["bionic_no_plasticity"]["hebbian"]
-    assert result["train"]["bionic_no_plasticity"]["plasticity_ms"] == 0
+        # steps 0..2 of 16-image batches (the fixture's train split holds 4 full ones): 1 warm-up, 2 measured
+        assert (v["steps_measured"], v["batch_size"], v["rounds"]) == (2, 16, 1), name
+        assert v["step_ms_min"] <= v["step_ms"] and v["round_step_ms"] == [pytest.approx(v["step_ms"])]
+        assert v["samples_per_s"] == pytest.approx(16 / (v["step_ms"] / 1e3)), name
+        assert v["plasticity_share"] == pytest.approx(v["plasticity_ms"] / v["step_ms"]), name
+        assert v["loop_samples_per_s"] > 0 and v["rss_peak_mb"] > 0 and v["gpu_peak_mb"] is None
+        flops_per_step = v["flops_per_sample"] * 16
+        assert v["step_vs_floor"] == pytest.approx(v["step_ms"] / 1e3 / (flops_per_step / gemm)), name
+    train = result["train"]
+    assert train["bionic"]["hebbian"] and 0 < train["bionic"]["plasticity_ms"] < train["bionic"]["step_ms"]
+    assert not train["bionic_no_plasticity"]["hebbian"] and train["bionic_no_plasticity"]["plasticity_ms"] == 0
+    assert train["bionic"]["params"] == train["bionic_no_plasticity"]["params"] != train["baseline"]["params"]
+    assert train["bionic"]["synapses"] > 0 and train["baseline"]["synapses"] is None
+    # the same network with or without plasticity does the same arithmetic
+    assert train["bionic"]["flops_per_sample"] == train["bionic_no_plasticity"]["flops_per_sample"]
     assert set(result["inference"]) == {"baseline", "bionic"}
     for v in result["inference"].values():
-        assert v["latency_ms"] > 0 and v["samples_per_s"] > 0 and v["batch"] == 32
-    for key in ("first_load_s", "cached_load_s", "batches_per_s", "samples_per_s", "model_samples_per_s"):
-        assert result["data"][key] > 0, key
-    assert result["data"]["images"]["train"] > 0
-    assert set(result["targets"]) == set(bench.TARGETS)
-    assert all(isinstance(t["pass"], bool) for t in result["targets"].values())
-    assert result["memory"]["peak_rss_mb"] > 0
-    assert result["matrix"] is None
-    assert "targets" in r.stdout  # the printed table
+        assert v["batch"] == 32 and v["samples_per_s"] == pytest.approx(32 / (v["batch_ms"] / 1e3))
+        assert v["latency_ms"] > 0
+    data = result["data"]
+    # the fixture: 12 training and 4 test images per class, 7 classes; validation carved from training
+    assert (data["images"]["train"] + data["images"]["val"], data["images"]["test"]) == (84, 28)
+    # samples counted as they come (an epoch's last batch is short): at most full batches' worth
+    assert 0 < data["samples_per_s"] <= data["batches_per_s"] * data["batch_size"] * (1 + 1e-9)
+    fastest = max(train, key=lambda n: train[n]["samples_per_s"])
+    assert (data["model_consuming"], data["model_samples_per_s"]) == (fastest, train[fastest]["samples_per_s"])
+    targets = result["targets"]
+    assert set(targets) == {t.name for t in bench.TARGETS}
+    ratio = train["bionic"]["step_ms"] / train["baseline"]["step_ms"]
+    assert targets["bionic_step_vs_baseline"]["value"] == pytest.approx(ratio)
+    assert targets["bionic_step_vs_baseline"]["pass"] == (ratio <= 1.3)
+    assert targets["plasticity_share"]["value"] == pytest.approx(train["bionic"]["plasticity_share"])
+    assert targets["data_vs_model"]["value"] == pytest.approx(data["samples_per_s"] / train[fastest]["samples_per_s"])
+    assert targets["cached_load_s"] == {"what": "cached FER-2013 load (s)", "value": data["cached_load_s"],
+                                        "target": "< 2", "pass": data["cached_load_s"] < 2}
+    assert result["memory"]["peak_rss_mb"] >= max(v["rss_peak_mb"] for v in train.values()) * 0.99
+    assert result["matrix"] is None and result["settings"]["steps"] == 2
+    assert "targets" in r.stdout and "x FLOP floor" in r.stdout  # the printed table
+
+
+def test_targets_table_by_hand():
+    result = {"train": {"bionic": {"step_ms": 13.0, "plasticity_share": 0.11}, "baseline": {"step_ms": 10.0}},
+              "data": {"samples_per_s": 500.0, "model_samples_per_s": 100.0, "cached_load_s": 2.0}}
+    checked = bench.check_targets(result)
+    assert {k: (round(v["value"], 9), v["target"], v["pass"]) for k, v in checked.items()} == {
+        "bionic_step_vs_baseline": (1.3, "<= 1.3", True),  # at the limit passes
+        "plasticity_share": (0.11, "<= 0.1", False),
+        "data_vs_model": (5.0, ">= 5", True),
+        "cached_load_s": (2.0, "< 2", False),  # strictly below
+    }
+    later = bench.Target("startup_s", "fit start to first step (s)", lambda r: None, "<=", 5.0)
+    assert bench.check_targets(result, [later])["startup_s"]["pass"] is None, "not measured is neither pass nor fail"
+
+
+def test_step_timer_times_the_step_and_only_the_timed_hooks():
+    """A tiny fit with known sleeps: one in a 'plasticity' hook, one in another callback's hook."""
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import Callback
+
+    class Plastic(Callback):
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            time.sleep(0.03)
+
+    class Other(Callback):
+        def on_train_batch_end(self, *args):
+            time.sleep(0.02)
+
+    class Tiny(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(4, 2)
+
+        def training_step(self, batch, batch_idx):
+            return torch.nn.functional.cross_entropy(self.layer(batch[0]), batch[1])
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = torch.utils.data.TensorDataset(torch.randn(40, 4), torch.randint(0, 2, (40,)))
+    trainer = L.Trainer(max_steps=5, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[Plastic(), Other()])
+    timer = bench.StepTimer(warmup=2, timed=lambda c: isinstance(c, Plastic))
+    trainer.callbacks.append(timer)  # appended last, as time_training does: it moves itself first
+    trainer.fit(Tiny(), torch.utils.data.DataLoader(data, batch_size=8))
+    assert len(timer.steps) == 3 and [s["batch"] for s in timer.steps] == [8, 8, 8]
+    for s in timer.steps:
+        assert 0.03 <= s["plasticity_s"] < 0.03 + 0.015, "the timed hook, and only it"
+        assert s["step_s"] >= s["plasticity_s"] + 0.02, "the other callback's hook is inside the step"
+    assert [s["iteration_s"] is not None for s in timer.steps] == [True, True, False]
+    assert all(s["iteration_s"] >= s["step_s"] for s in timer.steps[:2])
 
 
 def test_matrix_times_sequential_and_parallel(tmp_path, monkeypatch):

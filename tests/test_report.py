@@ -1,4 +1,11 @@
-"""The ablation report on hand-made metrics.json files, against statistics worked out by hand."""
+"""The ablation report on hand-made metrics.json files, against statistics worked out by hand.
+
+The expected p-values and quantiles come from closed forms, not from scipy (which the report
+uses): Student's t with 2 degrees of freedom (3 paired seeds) has the CDF 1/2 + t / (2 sqrt(2 + t^2)),
+so the two-sided p is 1 - |t| / sqrt(2 + t^2) and the 0.975 quantile is 0.95 / sqrt(2 * 0.975 * 0.025)
+= 4.3027 (the textbook table value); with 1 degree of freedom (2 seeds) it is the Cauchy
+distribution: p = 1 - (2/pi) atan|t|, quantile tan(0.475 pi) = 12.706.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import csv
 import json
 import math
 import re
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -13,14 +21,20 @@ from pathlib import Path
 import pytest
 
 from bionic import EMOTIONS, report
-from bionic.report import PAPER_DROPS, PAPER_MODELS, paper_row, std, welch
+from bionic.report import PAPER_ABLATIONS, PAPER_MODELS, holm, paired, paper_row, std
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO.parent / "shared" / "PAPER.md"
 
 # test accuracy per seed (fractions), as metrics.json stores it
-ACC = {"bionic": [0.60, 0.62, 0.58], "no_conv": [0.50, 0.47, 0.49], "baseline": [0.61, 0.63, 0.59]}
+ACC = {"bionic": [0.60, 0.62, 0.58], "no_conv": [0.50, 0.47, 0.49], "baseline": [0.61, 0.64, 0.59]}
 F1 = {"bionic": [0.55, 0.56, 0.54], "no_conv": [0.45, 0.45, 0.45], "baseline": [0.50, 0.52, 0.54]}
+T2_975 = 0.95 / math.sqrt(2 * 0.975 * 0.025)  # t(0.975, df=2)
+T1_975 = math.tan(0.475 * math.pi)  # t(0.975, df=1)
+
+
+def p_two_sided_df2(t: float) -> float:
+    return 1 - abs(t) / math.sqrt(2 + t * t)
 
 
 def write_run(runs: Path, variant: str, seed: int, acc: float, f1: float, **extra) -> Path:
@@ -36,6 +50,7 @@ def write_run(runs: Path, variant: str, seed: int, acc: float, f1: float, **extr
         "synapses": None if variant == "baseline" else 500, "best_epoch": seed + 1, "epochs_trained": 4,
         "best_val_acc": acc, "time_per_epoch_s": 2.0,
         "history": [{"epoch": e, "train/loss": 2.0 - 0.1 * e, "val/acc": 0.3 + 0.05 * e} for e in range(4)],
+        "splits": {"test": {"source": "PublicTest", "n": 3589}},
         "config": {"trainer": {"max_epochs": 4}, "wandb": {"project": "bionic-test"}},
         **extra,
     }
@@ -57,12 +72,18 @@ def rows_by_variant(out: Path) -> dict[str, dict]:
         return {r["variant"]: r for r in csv.DictReader(f)}
 
 
+def run_report(*args: str) -> subprocess.CompletedProcess:
+    """`python -m bionic report ...`, the command a user types."""
+    return subprocess.run([sys.executable, "-m", "bionic", "report", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+
+
 # ---------------------------------------------------------------------------- statistics
 def test_statistics_equal_the_hand_computation(runs, tmp_path):
     out = tmp_path / "results"
     result = report.report(runs, out, plots=False)
     rows = {r["variant"]: r for r in result["rows"]}
-    no_conv, bionic = rows["no_conv"], rows["bionic"]
+    no_conv, bionic, baseline = rows["no_conv"], rows["bionic"], rows["baseline"]
 
     # bionic 60, 62, 58 %: mean 60, deviations 0, +2, -2 -> variance (0+4+4)/2 = 4, std 2
     assert bionic["acc_mean"] == pytest.approx(60.0) and bionic["acc_std"] == pytest.approx(2.0)
@@ -70,39 +91,78 @@ def test_statistics_equal_the_hand_computation(runs, tmp_path):
     assert no_conv["acc_mean"] == pytest.approx(146 / 3)
     assert no_conv["acc_std"] == pytest.approx(math.sqrt(7 / 3))
     assert no_conv["f1_mean"] == pytest.approx(0.45) and no_conv["f1_std"] == pytest.approx(0.0, abs=1e-12)
-    # Welch: se^2 = 7/3/3 + 4/3 = 19/9; df = (19/9)^2 / ((7/9)^2/2 + (4/3)^2/2)
-    se = math.sqrt(19 / 9)
-    df = (19 / 9) ** 2 / ((7 / 9) ** 2 / 2 + (4 / 3) ** 2 / 2)
-    assert df == pytest.approx(3.740932642487047)
-    diff = 146 / 3 - 60
-    half = 2.8539434163007265 * se  # t(0.975, df=3.7409) from tables / scipy.stats.t.ppf
+
+    # Paired by seed: no_conv - bionic = -10, -15, -9; mean -34/3; deviations 4/3, -11/3, 7/3
+    # -> variance (16 + 121 + 49) / 9 / 2 = 31/3, se = sqrt(31/3 / 3) = sqrt(31)/3, t = -34/sqrt(31)
+    diff, se = -34 / 3, math.sqrt(31) / 3
+    assert no_conv["pairs"] == 3
     assert no_conv["delta_acc"] == pytest.approx(diff)
-    assert no_conv["delta_acc_ci_low"] == pytest.approx(diff - half, rel=1e-6)
-    assert no_conv["delta_acc_ci_high"] == pytest.approx(diff + half, rel=1e-6)
-    assert no_conv["delta_acc_ci_high"] == pytest.approx(-7.186649685920637, rel=1e-6)
-    # p = 2 * P(T_df > |diff| / se): t = -7.8001
-    assert no_conv["p_welch_acc"] == pytest.approx(0.0019103414493353967, rel=1e-6)
+    assert no_conv["delta_acc_ci_low"] == pytest.approx(diff - T2_975 * se, rel=1e-9)
+    assert no_conv["delta_acc_ci_high"] == pytest.approx(diff + T2_975 * se, rel=1e-9)
+    assert T2_975 == pytest.approx(4.303, abs=5e-4), "the t table's value"
+    p_no_conv = p_two_sided_df2(diff / se)  # = 1 - 34/sqrt(1218)
+    assert p_no_conv == pytest.approx(1 - 34 / math.sqrt(1218))
+    assert no_conv["p_acc"] == pytest.approx(p_no_conv, rel=1e-9)
+    # baseline - bionic = 1, 2, 1: mean 4/3, variance (1 + 4 + 1)/9/2 = 1/3, se = 1/3, t = 4
+    p_baseline = p_two_sided_df2(4.0)  # = 1 - 4/sqrt(18)
+    assert baseline["delta_acc"] == pytest.approx(4 / 3)
+    assert baseline["p_acc"] == pytest.approx(p_baseline, rel=1e-9)
+    # Holm over the two comparisons: the smaller p times 2, the larger times 1, kept monotone
+    assert 2 * p_no_conv < p_baseline
+    assert no_conv["p_holm_acc"] == pytest.approx(2 * p_no_conv, rel=1e-9)
+    assert baseline["p_holm_acc"] == pytest.approx(p_baseline, rel=1e-9)
+    # macro F1, no_conv - bionic = -0.10, -0.11, -0.09: mean -0.1, std 0.01, t = -0.1 / (0.01/sqrt(3))
+    assert no_conv["delta_f1"] == pytest.approx(-0.1)
+    assert no_conv["p_f1"] == pytest.approx(p_two_sided_df2(-10 * math.sqrt(3)), rel=1e-6)
+
     # per-class recall: mean over seeds 0, 1, 2 of 0.1 * (k + 1) + 0.01 * seed
     assert no_conv["recall_disgust"] == pytest.approx(0.2 + 0.01)
     # best_epoch 1, 2, 3 (0-based) -> epochs to best 2, 3, 4 -> mean 3
     assert (no_conv["params"], no_conv["synapses"], no_conv["epochs_to_best_mean"]) == ("2000", "500", 3.0)
-    assert (rows["baseline"]["params"], rows["baseline"]["synapses"]) == ("1000", "")
-    assert math.isnan(bionic["delta_acc"]), "no delta of the reference against itself"
+    assert (baseline["params"], baseline["synapses"]) == ("1000", "")
+    assert math.isnan(bionic["delta_acc"]) and math.isnan(bionic["p_holm_acc"]), "no delta of the reference against itself"
 
     csv_row = rows_by_variant(out)["no_conv"]
-    assert float(csv_row["p_welch_acc"]) == pytest.approx(0.0019103414493353967, rel=1e-6)
+    assert float(csv_row["p_acc"]) == pytest.approx(p_no_conv, rel=1e-6)
+    assert float(csv_row["p_holm_acc"]) == pytest.approx(2 * p_no_conv, rel=1e-6)
     assert csv_row["seeds_found"] == "3" and csv_row["paper_delta_acc"] == "-12.14"
     md = (out / "ablations.md").read_text()
-    assert "| no_conv | 3/3 | 48.67 ± 1.53 | -11.33 [-15.48, -7.19] | 0.00191 | 0.4500 ± 0.0000 |" in md
-    assert "| bionic | 3/3 | 60.00 ± 2.00 | — | n/a | 0.5500 ± 0.0100 | — | BioNIC | 59.77 ± 0.27 | — | 0.5652 |" in md
+    lo, hi = diff - T2_975 * se, diff + T2_975 * se
+    assert (f"| no_conv | 3/3 | 48.67 ± 1.53 | -11.33 [{lo:+.2f}, {hi:+.2f}] | {p_no_conv:.3g} | {2 * p_no_conv:.3g} "
+            "| 0.4500 ± 0.0000 |") in md
+    assert "| bionic | 3/3 | 60.00 ± 2.00 | — | n/a | n/a | 0.5500 ± 0.0100 | — | BioNIC | 59.77 ± 0.27 | — | 0.5652 |" in md
+    assert "paired t-test" in md and "Holm" in md and "2 comparisons" in md
+    assert "test split (PublicTest, 3,589 images)" in md
 
 
-def test_welch_edge_cases():
+def test_paired_t_test_by_hand():
+    # two seeds: differences -10, -15 -> mean -12.5, std 5/sqrt(2), se 2.5, t = -5, df = 1 (Cauchy)
+    two = paired({0: 50.0, 1: 47.0}, {0: 60.0, 1: 62.0})
+    assert (two.n, two.diff) == (2, pytest.approx(-12.5))
+    assert two.p == pytest.approx(1 - 2 / math.pi * math.atan(5.0), rel=1e-9)
+    assert (two.lo, two.hi) == (pytest.approx(-12.5 - T1_975 * 2.5), pytest.approx(-12.5 + T1_975 * 2.5))
+    assert T1_975 == pytest.approx(12.706, abs=5e-4)
+    # only the seeds both sides have are paired: seeds 1 and 2 -> differences 1, 3
+    part = paired({0: 1.0, 1: 2.0, 2: 4.0}, {1: 1.0, 2: 1.0, 3: 9.0})
+    assert (part.n, part.diff) == (2, pytest.approx(2.0))
+    # the same shift at every seed: unpaired the spread of each side would hide it; paired it is exact
+    shift = paired({0: 50.0, 1: 60.0, 2: 70.0}, {0: 51.0, 1: 61.0, 2: 71.0})
+    assert (shift.diff, shift.lo, shift.hi) == (pytest.approx(-1.0), pytest.approx(-1.0), pytest.approx(-1.0))
+    assert math.isnan(shift.p), "no spread to test against"
+    one = paired({0: 50.0}, {0: 60.0, 1: 62.0})
+    assert (one.n, one.diff) == (1, -10.0) and math.isnan(one.lo) and math.isnan(one.p), "one pair: no CI"
+    none = paired({3: 50.0}, {0: 60.0})
+    assert none.n == 0 and math.isnan(none.diff)
     assert math.isnan(std([0.5])) and std([1.0, 3.0]) == pytest.approx(math.sqrt(2))
-    one = welch([50.0], [60.0, 62.0])
-    assert one.diff == pytest.approx(-11.0) and math.isnan(one.lo) and math.isnan(one.p), "one seed: no CI"
-    flat = welch([50.0, 50.0], [60.0, 60.0])
-    assert (flat.lo, flat.hi) == (-10.0, -10.0) and math.isnan(flat.p)
+
+
+def test_holm_by_hand():
+    # sorted 0.005, 0.01, 0.03, 0.04 -> x4, x3, x2, x1 = 0.02, 0.03, 0.06, 0.04 -> monotone 0.02, 0.03, 0.06, 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    adjusted = holm([0.01, math.nan, 0.04])  # an untested row is not in the family: m = 2
+    assert adjusted[0] == pytest.approx(0.02) and math.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.04)
+    assert holm([0.6, 0.7]) == [1.0, 1.0], "capped at 1"
+    assert holm([]) == []
 
 
 # ---------------------------------------------------------------------------- missing runs
@@ -115,7 +175,7 @@ def test_missing_and_partial_runs_are_listed(runs, tmp_path, capsys):
     broken.mkdir(parents=True)
     (broken / "metrics.json").write_text("{ half written")
     out = tmp_path / "results"
-    assert report.main([str(runs), "--out", str(out), "--no-plots", "--variants", "no_hebbian"]) == 0
+    assert report.main([str(runs), "--out", str(out), "--no-plots", "--matrix", "--root", str(REPO)]) == 0
     printed = capsys.readouterr().out
     md = (out / "ablations.md").read_text()
     missing = md.split("## Missing runs")[1]
@@ -140,20 +200,109 @@ def test_no_runs_is_a_one_line_error(tmp_path, capsys):
     assert err.startswith("error: no runs under") and err.count("\n") == 1
 
 
+# ---------------------------------------------------------------------------- one vocabulary
+def test_variants_and_seeds_filter_as_for_ablations(runs, tmp_path):
+    """`--variants` / `--seeds` mean what they mean for `ablations`: only these, each expected."""
+    write_run(runs, "no_mask", 0, 0.59, 0.55)
+    write_run(runs, "no_conv", 5, 0.40, 0.40)
+    out = tmp_path / "results"
+    assert report.main([str(runs), "--out", str(out), "--no-plots", "--root", str(REPO),
+                        "--variants", "no_conv", "no_hebbian", "--seeds", "0", "1", "2"]) == 0
+    rows = rows_by_variant(out)
+    assert list(rows) == ["bionic", "no_conv", "no_hebbian"], "only those asked for, and the reference"
+    assert rows["no_conv"]["seeds"] == "0 1 2", "seed 5 is not asked for"
+    assert float(rows["no_conv"]["acc_mean"]) == pytest.approx(146 / 3)
+    assert (rows["no_hebbian"]["seeds_found"], rows["no_hebbian"]["seeds_expected"]) == ("0", "3")
+    missing = (out / "ablations.md").read_text().split("## Missing runs")[1]
+    assert [f"| no_hebbian | {s} | not run |" in missing for s in (0, 1, 2)] == [True] * 3
+    assert "no_mask" not in missing and "| 5 |" not in missing
+
+
+def test_unknown_variant_is_one_line_with_the_valid_names(runs, tmp_path):
+    r = run_report(str(runs), "--out", str(tmp_path / "r"), "--variants", "no_convolution")
+    assert r.returncode == 2, r.stderr
+    line, = r.stderr.strip().splitlines()
+    assert line.startswith("error: unknown variant(s) no_convolution; known: baseline, bionic, ")
+    names = line.split("known: ")[1].split(", ")
+    assert set(p.stem for p in (REPO / "ablations").glob("*.yaml")) <= set(names), "the ablation files are the names"
+    assert not (tmp_path / "r").exists()
+
+
+# ---------------------------------------------------------------------------- bad input
+def test_out_naming_an_existing_file_is_one_line(runs, tmp_path):
+    out = tmp_path / "report.md"
+    out.write_text("my notes\n")
+    r = run_report(str(runs), "--out", str(out))
+    assert r.returncode == 2, r.stderr
+    line, = r.stderr.strip().splitlines()
+    assert line.startswith(f"error: --out {out} is a file") and "pass a folder" in line
+    assert out.read_text() == "my notes\n", "nothing overwritten"
+    r = run_report(str(runs), "--out", str(out / "sub"))
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr
+
+
+@pytest.mark.parametrize("bad", [
+    [[1, 2], [3]],  # ragged
+    [[1] * 7] * 6,  # 6 rows for 7 classes
+    [[1] * 7] * 6 + [[1, 1, 1, "x", 1, 1, 1]],  # not a count
+    [[1] * 7] * 6 + [[1, 1, 1, -4, 1, 1, 1]],  # negative
+    "7x7",
+])
+def test_malformed_confusion_matrix_is_one_line(runs, tmp_path, bad):
+    run_dir = write_run(runs, "no_conv", 1, 0.47, 0.45, confusion_matrix=bad)
+    out = tmp_path / "results"
+    r = run_report(str(runs), "--out", str(out))
+    assert r.returncode == 2, r.stderr
+    line, = r.stderr.strip().splitlines()
+    assert line.startswith(f"error: {run_dir / 'metrics.json'}: confusion_matrix is not a 7x7 table")
+    assert not out.exists(), "nothing half written"
+
+
+def test_malformed_per_class_is_one_line(runs, tmp_path):
+    write_run(runs, "no_conv", 1, 0.47, 0.45, per_class={"angry": 0.5})
+    r = run_report(str(runs), "--out", str(tmp_path / "r"), "--no-plots")
+    assert r.returncode == 2 and "per_class is not a table" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+# ---------------------------------------------------------------------------- wiring controls
+def test_controls_say_which_question_they_answer(runs, tmp_path):
+    sampled = {"full_cell_level_connectome": False, "mask_connections": {"measured": 227, "sampled": 19529}}
+    for seed in (0, 1, 2):
+        write_run(runs, "control_shuffled", seed, 0.59, 0.55, wiring_source=sampled)
+    report.report(runs, tmp_path / "a", plots=False)
+    md = (tmp_path / "a" / "ablations.md").read_text()
+    assert "partly sampled (227 of 19,756 mask connections measured" in md
+    assert "not whether cell-level specificity matters" in md
+
+    measured = {"full_cell_level_connectome": True}
+    for seed in (0, 1, 2):
+        write_run(runs, "control_shuffled", seed, 0.59, 0.55, wiring_source=measured)
+    report.report(runs, tmp_path / "b", plots=False)
+    md = (tmp_path / "b" / "ablations.md").read_text()
+    assert "fully measured snapshot" in md and "partly sampled" not in md
+
+    write_run(runs, "control_shuffled", 1, 0.59, 0.55, wiring_source=sampled)  # mixed sources
+    report.report(runs, tmp_path / "c", plots=False)
+    assert "cannot be stated" in (tmp_path / "c" / "ablations.md").read_text()
+    report.report(runs, tmp_path / "d", plots=False, variants=["no_conv"])
+    assert "wiring controls" not in (tmp_path / "d" / "ablations.md").read_text().lower()
+
+
 # ---------------------------------------------------------------------------- the paper
 def test_every_ablation_file_has_its_paper_row():
-    for path in sorted((REPO / "ablations").glob("no_*.yaml")):
-        assert paper_row(path.stem).label, f"{path.name} maps to no row of the paper's ablation table"
+    assert set(PAPER_ABLATIONS) == {p.stem for p in (REPO / "ablations").glob("no_*.yaml")}, \
+        "the paper's table is keyed by the ablation file names"
     assert paper_row("no_augmentation").acc == 36.95 and paper_row("no_augmentation").delta == -22.82
     assert paper_row("no_mask").delta == -1.01 and paper_row("no_hebbian").note == "not reported"
     assert paper_row("baseline").acc == 60.16 and paper_row("baseline").delta == 0.39
     assert paper_row("control_random").label == ""
+    assert paper_row("no_augment").label == "", "no loose spellings: only the file names"
 
 
 @pytest.mark.skipif(not PAPER.is_file(), reason="PAPER.md is not beside the repository")
 def test_paper_numbers_match_paper_md():
     text = PAPER.read_text()
-    for label, drop in PAPER_DROPS.items():
+    for label, drop in PAPER_ABLATIONS.values():
         if drop is not None:
             assert f"{drop:.2f}" in text, label
     for label, acc, sd, f1 in PAPER_MODELS.values():
