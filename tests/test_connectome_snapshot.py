@@ -9,8 +9,8 @@ import pytest
 
 from bionic.connectome import BUNDLED_DIR, build_wiring, load_column, write_snapshot
 from bionic.connectome.bundled import MEASURED_TYPES, build_bundled
-from bionic.connectome.toy import toy_frames
 from bionic.errors import BionicError
+from helpers.toy import toy_frames
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = next((p for p in (REPO / "shared" / "data" / "microns_column",
