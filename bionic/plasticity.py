@@ -1,11 +1,17 @@
 """Hebbian plasticity with homeostatic regulation, as Lightning callbacks after each optimizer step.
 
-Both act on a network that exposes (bionic.nets.BioNIC does):
+Both act on a network that exposes its structure (bionic.nets.BioNIC does):
     net.plastic_synapses() -> [(name, MaskedLinear, postsynaptic group)]
-    net.laminar_groups()   -> [(name, group)]   groups with .rate, .excitability, .rate_ema
-    net.set_capture(on)    -> the layers keep detached activity of the forward pass while on
-Capture is switched on at the start of each training batch and off at its end, so the callbacks
-read that step's own forward pass (no extra forward) and validation passes capture nothing.
+    net.laminar_groups()   -> [(name, group)]   groups with .excitability, .rate_ema, .homeostasis_steps
+The network knows nothing of its observers. Each callback owns an ActivityRecorder: forward hooks
+attached at the start of each training batch and removed at its end, so the callbacks read the
+training step's own forward pass (no extra forward), validation is never observed, and the network
+holds no hooks or activity between batches.
+
+Once per optimizer step: under gradient accumulation (trainer.accumulate_grad_batches = k) the
+activity of all k batches of the window is kept and the update runs once, after optimizer.step,
+on the window's samples taken together, as if they were the one large batch that accumulation
+stands for. With k = 1 that is every batch, on its own activity.
 
 Hebbian rule (Oja 1982), batch-averaged and masked so no synapse is ever created:
     dW = eta * (post pre^T - decay * post^2 W) * mask
@@ -21,12 +27,13 @@ torch.where and adds one to a skip counter, which is logged.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Optional
 
 import torch
 from lightning.pytorch.callbacks import Callback
+from torch import nn
 
 from bionic.errors import BionicError
 
@@ -61,29 +68,8 @@ class Plasticity:
     centered: bool = False
 
 
-def oja_update(weight: torch.Tensor, mask: torch.Tensor, pre: torch.Tensor, post: torch.Tensor,
-               eta: float, decay: float = 1.0, centered: bool = False) -> torch.Tensor:
-    """Oja's rule averaged over the batch, masked: eta * (<post pre^T> - decay * <post^2> W) * mask.
-
-    weight, mask: [n_post, n_pre]; pre: [B, n_pre]; post: [B, n_post]. centered: use activity minus
-    its batch mean (covariance form).
-    """
-    pre, post = _activity(pre, post, weight.dtype, centered)
-    hebb = post.t() @ pre / pre.shape[0]
-    forget = (post * post).mean(0).unsqueeze(1) * weight
-    return eta * (hebb - decay * forget) * mask
-
-
-def cap_row_norms(weight: torch.Tensor, max_norm: Optional[float]) -> torch.Tensor:
-    """Scale down each row (a unit's incoming weights) whose L2 norm exceeds max_norm."""
-    if max_norm is None:
-        return weight
-    norms = weight.norm(dim=1, keepdim=True)
-    return weight * (max_norm / norms.clamp_min(1e-12)).clamp(max=1.0)
-
-
 def _activity(pre, post, dtype, centered):
-    if pre.dtype != dtype or post.dtype != dtype:  # captured under autocast
+    if pre.dtype != dtype or post.dtype != dtype:  # recorded under autocast
         pre, post = pre.to(dtype), post.to(dtype)
     if centered:
         pre, post = pre - pre.mean(0), post - post.mean(0)
@@ -107,15 +93,18 @@ class SynapseIndex:
         return weight.reshape(-1)[self.flat]
 
     def oja(self, values: torch.Tensor, pre: torch.Tensor, post: torch.Tensor, eta: float,
-            decay: float, centered: bool = False) -> torch.Tensor:
-        """oja_update at the existing synapses (values = their current weights)."""
+            decay: float = 1.0, centered: bool = False) -> torch.Tensor:
+        """Oja's rule averaged over the batch, at the existing synapses (values = their current weights):
+        eta * (<post pre^T> - decay * <post^2> W). pre: [B, n_pre]; post: [B, n_post]. centered:
+        activity minus its batch mean (covariance form)."""
         pre, post = _activity(pre, post, values.dtype, centered)
         hebb = (post.t() @ pre).reshape(-1)[self.flat] / pre.shape[0]
         forget = (post * post).mean(0)[self.rows] * values
         return eta * (hebb - decay * forget)
 
     def cap_row_norms(self, values: torch.Tensor, max_norm: Optional[float]) -> torch.Tensor:
-        """cap_row_norms at the existing synapses (masked entries are zero and add nothing)."""
+        """Scale down each unit's incoming weights (a row of the matrix) whose L2 norm exceeds
+        max_norm; masked entries are zero and add nothing to the norm."""
         if max_norm is None:
             return values
         sq = torch.zeros(self.shape[0], dtype=values.dtype, device=values.device)
@@ -123,14 +112,65 @@ class SynapseIndex:
         return values * (max_norm / sq.sqrt().clamp_min(1e-12)).clamp(max=1.0)[self.rows]
 
 
+class ActivityRecorder:
+    """Detached activity of chosen modules over the forward passes of one optimizer step.
+
+    watch() attaches forward hooks, unwatch() removes them (the callbacks do so around each
+    training batch); what was recorded stays here, not on the network, until clear().
+    """
+
+    def __init__(self):
+        self.inputs: dict[nn.Module, list[torch.Tensor]] = {}   # first positional input per pass
+        self.outputs: dict[nn.Module, list[torch.Tensor]] = {}  # output per pass
+        self._handles: list = []
+
+    def watch(self, inputs_of: Iterable[nn.Module] = (), outputs_of: Iterable[nn.Module] = ()) -> None:
+        self.unwatch()
+        for module in inputs_of:
+            self._handles.append(module.register_forward_hook(self._keep_input))
+        for module in outputs_of:
+            self._handles.append(module.register_forward_hook(self._keep_output))
+
+    def unwatch(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def clear(self) -> None:
+        self.inputs.clear()
+        self.outputs.clear()
+
+    def _keep_input(self, module, args, output) -> None:
+        self.inputs.setdefault(module, []).append(args[0].detach())
+
+    def _keep_output(self, module, args, output) -> None:
+        self.outputs.setdefault(module, []).append(output.detach())
+
+    def input(self, module: nn.Module) -> torch.Tensor | None:
+        """The module's inputs of the recorded passes, one batch after another (None: not run)."""
+        return _joined(self.inputs.get(module))
+
+    def output(self, module: nn.Module) -> torch.Tensor | None:
+        return _joined(self.outputs.get(module))
+
+
+def _joined(passes: list[torch.Tensor] | None) -> torch.Tensor | None:
+    if not passes:
+        return None
+    return passes[0] if len(passes) == 1 else torch.cat(passes)
+
+
 class _PlasticityCallback(Callback):
-    """Shared plumbing: capture switching, a sync-free skip counter, logging on the logger's steps."""
+    """Shared plumbing: observing the training batches, one update per optimizer step, a
+    sync-free skip counter, logging on the logger's steps."""
 
     def __init__(self, net: torch.nn.Module, cfg: Plasticity):
         super().__init__()
         self.net = net
         self.cfg = cfg
         self.skipped = torch.zeros((), dtype=torch.long)
+        self.activity = ActivityRecorder()
+        self._last_step: int | None = None  # trainer.global_step after the last update
 
     @property
     def state_key(self) -> str:
@@ -142,13 +182,37 @@ class _PlasticityCallback(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.skipped = torch.tensor(state_dict.get("skipped", 0))
 
+    def observed(self) -> tuple[list[nn.Module], list[nn.Module]]:  # pragma: no cover - abstract
+        """(modules whose input, modules whose output) the update reads."""
+        raise NotImplementedError
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._last_step = trainer.global_step  # a resumed fit starts counting from its checkpoint
+        self.activity.clear()
+
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self.net.set_capture(True)
+        self.activity.watch(*self.observed())
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.net.set_capture(False)
+        self.activity.unwatch()
+        # global_step counts optimizer steps: unchanged means this batch only accumulated
+        # gradients, and its activity waits for the window's step. Without a trainer (driven by
+        # hand) every batch is a step.
+        step = None if trainer is None else trainer.global_step
+        if step is not None and step == self._last_step:
+            return
+        self._last_step = step
         with torch.no_grad():
             self.update(trainer, pl_module)
+        self.activity.clear()
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self.activity.unwatch()
+        self.activity.clear()
+
+    def teardown(self, trainer, pl_module, stage) -> None:
+        self.activity.unwatch()
+        self.activity.clear()
 
     def update(self, trainer, pl_module) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -189,6 +253,10 @@ class HebbianPlasticity(_PlasticityCallback):
         self._before: list[torch.Tensor] | None = None
         self._index: dict[int, SynapseIndex] = {}
 
+    def observed(self):
+        synapses = self.net.plastic_synapses()
+        return [layer for _, layer, _ in synapses], list({id(g): g for _, _, g in synapses}.values())
+
     def synapse_index(self, layer) -> SynapseIndex:
         index = self._index.get(id(layer))
         if index is None or index.rows.device != layer.mask.device:
@@ -218,11 +286,12 @@ class HebbianPlasticity(_PlasticityCallback):
         log = self.logging_step(trainer) and self._before is not None
         sq = defaultdict(lambda: [0.0, 0.0])  # group -> [|hebbian update|^2, |gradient step|^2]
         for k, (name, layer, group) in enumerate(self.net.plastic_synapses()):
-            if layer.pre is None or group.rate is None:
+            pre, post = self.activity.input(layer), self.activity.output(group)
+            if pre is None or post is None:
                 continue
             index = self.synapse_index(layer)
             old = index.gather(layer.weight)
-            new = index.cap_row_norms(old + index.oja(old, layer.pre, group.rate, eta, cfg.decay, cfg.centered), cfg.max_norm)
+            new = index.cap_row_norms(old + index.oja(old, pre, post, eta, cfg.decay, cfg.centered), cfg.max_norm)
             if log:
                 post_name = name.split("->")[1]
                 sq[post_name][0] = sq[post_name][0] + (new - old).pow(2).sum()
@@ -251,6 +320,9 @@ class HomeostaticRegulation(_PlasticityCallback):
     `plasticity/homeostasis_skipped`.
     """
 
+    def observed(self):
+        return [], [group for _, group in self.net.laminar_groups()]
+
     def update(self, trainer, pl_module) -> None:
         cfg = self.cfg
         log = self.logging_step(trainer) and pl_module is not None
@@ -258,9 +330,10 @@ class HomeostaticRegulation(_PlasticityCallback):
         for _, layer, group in self.net.plastic_synapses():
             incoming[id(group)].append(layer)
         for name, group in self.net.laminar_groups():
-            if group.rate is None:
+            rate = self.activity.output(group)
+            if rate is None:
                 continue
-            rate = group.rate.to(group.rate_ema.dtype)
+            rate = rate.to(group.rate_ema.dtype)
             batch_rate = rate.mean(0)
             first = group.homeostasis_steps == 0
             ema = torch.where(first, batch_rate, cfg.ema * group.rate_ema + (1 - cfg.ema) * batch_rate)

@@ -1,6 +1,9 @@
 """Snapshot format, validation, and the bundled v1300 snapshot against the real shared data."""
 
+import gzip
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +12,8 @@ import pytest
 
 from bionic.connectome import BUNDLED_DIR, build_wiring, load_column, write_snapshot
 from bionic.connectome.bundled import MEASURED_TYPES, build_bundled
-from bionic.connectome.toy import toy_frames
 from bionic.errors import BionicError
+from helpers.toy import toy_frames
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = next((p for p in (REPO / "shared" / "data" / "microns_column",
@@ -133,6 +136,83 @@ def test_missing_or_broken_files_are_one_line(tmp_path, toy_dir):
         load_column(toy_dir)
     (toy_dir / "meta.json").unlink()
     with pytest.raises(BionicError, match="meta.json is missing"):
+        load_column(toy_dir)
+
+
+# A damaged file of a snapshot folder -> (file, how it is damaged, what the one line says).
+DAMAGE = {
+    "parquet-truncated": ("edges.parquet", lambda b: b[: len(b) // 2], "not a Parquet file, or a truncated one"),
+    "parquet-garbage": ("edges.parquet", lambda b: bytes(range(256)) * 8, "not a Parquet file"),
+    "parquet-empty": ("edges.parquet", lambda b: b"", "the file is empty"),
+    "cells-binary": ("cells.csv", gzip.compress, "not UTF-8 text"),
+    "cells-garbled": ("cells.csv", lambda b: b'root_id,cell_type\n"864691135000000001,4P\n', "EOF inside string"),
+    "cells-empty": ("cells.csv", lambda b: b"", "the file is empty"),
+    "meta-binary": ("meta.json", lambda b: b"\xff\xfe" + b, "not UTF-8 text"),
+}
+
+
+def _damage(folder: Path, case: str) -> tuple[str, str]:
+    name, damage, phrase = DAMAGE[case]
+    (folder / name).write_bytes(damage((folder / name).read_bytes()))
+    return name, phrase
+
+
+def _is_the_line(message: str, folder: Path, name: str, phrase: str) -> None:
+    assert "\n" not in message.strip() and "Traceback" not in message
+    assert str(folder) in message and f"{name} cannot be read" in message and phrase in message
+    assert "re-fetch" in message and "--model.net.init_args.snapshot" in message
+
+
+@pytest.mark.parametrize("case", DAMAGE)
+def test_a_damaged_file_is_one_line_naming_it(toy_dir, case, capsys):
+    name, phrase = _damage(toy_dir, case)
+    with pytest.raises(BionicError) as err:
+        load_column(toy_dir)
+    _is_the_line(str(err.value), toy_dir, name, phrase)
+    from bionic.connectome.cli import main
+
+    assert main(["stats", "--snapshot", str(toy_dir)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: ") and captured.err.count("\n") == 1 and not captured.out
+    _is_the_line(captured.err, toy_dir, name, phrase)
+
+
+def test_a_damaged_snapshot_through_python_m_bionic(toy_dir):
+    name, phrase = _damage(toy_dir, "parquet-truncated")
+    r = subprocess.run([sys.executable, "-m", "bionic", "connectome", "stats", "--snapshot", str(toy_dir)],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    _is_the_line(r.stderr, toy_dir, name, phrase)
+
+
+@pytest.mark.parametrize("case", ["parquet-truncated", "parquet-empty", "cells-binary", "missing", "a-file"])
+def test_fit_with_a_bad_snapshot_is_one_line_and_writes_nothing(toy_dir, fer_root, tmp_path, case, capsys):
+    from bionic.cli import run_cli
+
+    if case == "missing":
+        snapshot, name, phrase = tmp_path / "nowhere", None, "does not exist"
+    elif case == "a-file":
+        snapshot, name, phrase = toy_dir / "meta.json", None, "is a file, not a snapshot folder"
+    else:
+        snapshot = toy_dir
+        name, phrase = _damage(toy_dir, case)
+    run_dir = tmp_path / "run"
+    with pytest.raises(SystemExit) as stop:
+        run_cli(["fit", "--config", str(REPO / "configs" / "bionic.yaml"), "--model.net.init_args.snapshot", str(snapshot),
+                 "--data.root", str(fer_root), "--trainer.default_root_dir", str(run_dir), "--wandb.mode", "disabled"])
+    assert stop.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, errors
+    if name is None:
+        assert str(snapshot) in errors[0] and phrase in errors[0] and "--model.net.init_args.snapshot" in errors[0]
+    else:
+        _is_the_line(errors[0], toy_dir, name, phrase)
+    assert not run_dir.exists()
+
+
+def test_meta_json_must_be_an_object(toy_dir):
+    (toy_dir / "meta.json").write_text("[1, 2]")
+    with pytest.raises(BionicError, match="meta.json holds a JSON list"):
         load_column(toy_dir)
 
 

@@ -11,23 +11,22 @@ from bionic.connectome.celltypes import EI_CLASS, KNOWN_TYPES, harmonize_type
 from bionic.connectome.snapshot import BUNDLED_DIR, Column, load_column, validate, write_snapshot
 from bionic.connectome.wiring import (
     DEFAULT_GROUPS,
+    NULL_MODELS,
     Wiring,
     apply_null_model,
     block_masks,
-    block_weights,
     build_wiring,
     check_groups,
     degree_preserving_shuffle,
     density_matched_random,
     group_members,
-    group_table,
     inhibition,
     synapse_matrix,
 )
 
 __all__ = [
     "BUNDLED_DIR", "Column", "DEFAULT_GROUPS", "EI_CLASS", "KNOWN_TYPES", "Wiring",
-    "apply_null_model", "block_masks", "block_weights", "build_wiring", "check_groups",
-    "degree_preserving_shuffle", "density_matched_random", "group_members", "group_table",
+    "NULL_MODELS", "apply_null_model", "block_masks", "build_wiring", "check_groups",
+    "degree_preserving_shuffle", "density_matched_random", "group_members",
     "harmonize_type", "inhibition", "load_column", "synapse_matrix", "validate", "write_snapshot",
 ]

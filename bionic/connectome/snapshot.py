@@ -198,8 +198,10 @@ def load_column(snapshot: str | os.PathLike | None = None) -> Column:
     """
     folder = BUNDLED_DIR if snapshot is None or str(snapshot) in ("", "bundled") else Path(snapshot).expanduser()
     if not folder.is_dir():
-        raise BionicError(f"snapshot folder {folder} does not exist; give a folder written by "
-                          "`python -m bionic connectome fetch ... --out DIR`, or leave it empty for the bundled column")
+        what = "is a file, not a snapshot folder" if folder.exists() else "does not exist"
+        raise BionicError(f"snapshot folder {folder} {what}; give a folder written by "
+                          "`python -m bionic connectome fetch ... --out DIR` (`connectome stats --snapshot DIR`, "
+                          "`fit --model.net.init_args.snapshot DIR`), or leave it unset for the bundled column")
     key = str(folder.resolve())
     stamp = _stamp(folder)
     hit = _CACHE.get(key)
@@ -215,27 +217,54 @@ def _load_uncached(folder: Path) -> Column:
     meta_path = folder / "meta.json"
     if not meta_path.exists():
         raise _fail(where, "meta.json is missing (not a snapshot folder?)")
+    text = _read(where, meta_path, lambda p: p.read_text(encoding="utf-8"))
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(text)
     except json.JSONDecodeError as err:
-        raise _fail(where, f"meta.json is not valid JSON ({err.msg} at line {err.lineno})") from None
+        raise _fail(where, f"meta.json is not valid JSON ({err.msg} at line {err.lineno})", _UNREADABLE) from None
+    if not isinstance(meta, dict):
+        raise _fail(where, f"meta.json holds a JSON {type(meta).__name__}, not an object of snapshot facts",
+                    _UNREADABLE)
     if not (folder / "cells.csv").exists():
         raise _fail(where, "cells.csv is missing")
-    cells = pd.read_csv(folder / "cells.csv", dtype={"root_id": "Int64", "cell_type": str, "ei_class": str})
+    cells = _read(where, folder / "cells.csv", lambda p: pd.read_csv(
+        p, encoding="utf-8", dtype={"root_id": "Int64", "cell_type": str, "ei_class": str}))
     if "root_id" in cells and not cells["root_id"].isna().any():
         cells["root_id"] = cells["root_id"].astype("int64")
     if "outputs_measured" in cells:
         cells["outputs_measured"] = _as_bool(cells["outputs_measured"], where, "cells.outputs_measured")
     if (folder / "edges.parquet").exists():
-        edges = pd.read_parquet(folder / "edges.parquet")
+        edges = _read(where, folder / "edges.parquet", pd.read_parquet, "not a Parquet file, or a truncated one")
     elif (folder / "edges.csv").exists():
-        edges = pd.read_csv(folder / "edges.csv")
+        edges = _read(where, folder / "edges.csv", lambda p: pd.read_csv(p, encoding="utf-8"))
     else:
         raise _fail(where, "edges.parquet (or edges.csv) is missing")
     if "measured" in edges:
         edges["measured"] = _as_bool(edges["measured"], where, "edges.measured")
     validate(cells, edges, meta, where=where)
     return Column(cells=cells, edges=edges, meta=meta, path=folder)
+
+
+_UNREADABLE = ("re-fetch the snapshot (`python -m bionic connectome fetch ... --out DIR`) or point to another "
+               "snapshot folder (`connectome stats --snapshot DIR`, `fit --model.net.init_args.snapshot DIR`; "
+               "unset = the bundled column)")
+
+
+def _read(where: str, path: Path, read, damaged: str | None = None):
+    """read(path), or one line naming the file when it cannot be parsed. damaged: the reason to
+    give instead of the parser's message (pyarrow's are long and name a '<Buffer>')."""
+    try:
+        return read(path)
+    # Anything the parsers raise on a damaged file (pyarrow's and pandas' errors are mostly, not
+    # all, ValueErrors) means the same to the user: this file is unreadable.
+    except Exception as err:  # noqa: BLE001
+        if path.stat().st_size == 0:
+            reason = "the file is empty"
+        elif isinstance(err, UnicodeDecodeError):
+            reason = "it is not UTF-8 text: binary, compressed or another encoding"
+        else:
+            reason = damaged or " ".join(str(err).split())[:160] or type(err).__name__
+        raise _fail(where, f"{path.name} cannot be read ({reason})", _UNREADABLE) from None
 
 
 def _as_bool(series: pd.Series, where: str, name: str) -> pd.Series:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from bionic.connectome.celltypes import KNOWN_TYPES
 from bionic.connectome.snapshot import Column, cell_index
@@ -24,8 +23,8 @@ if TYPE_CHECKING:
 
 DEFAULT_GROUPS = {"A": ["4P"], "B": ["23P"], "C": ["5P-IT", "5P-ET", "5P-NP"], "D": ["6P-IT", "6P-CT"]}
 INHIBITION_MEASURES = ("synapses", "cells")
-NULL_MODELS = (None, "shuffle", "random")
-_NULL_ALIASES = {None: None, "none": None, "shuffle": "shuffle", "shuffled": "shuffle", "random": "random"}
+# Named as the network's `mask` values (and the ablation files control_shuffled / control_random).
+NULL_MODELS = ("shuffled", "random")
 
 
 @dataclass
@@ -110,20 +109,6 @@ def block_masks(column: Column, groups=None, min_synapses: int = 1) -> tuple[lis
     return between, within
 
 
-def block_weights(column: Column, groups=None, value: str = "n_synapses",
-                  min_synapses: int = 1) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Like block_masks but holding the synapse count (value="n_synapses") or summed synapse
-    size (value="total_size") of each connection: optional weights for initialization."""
-    k = _check_min(min_synapses)
-    if value not in ("n_synapses", "total_size"):
-        raise BionicError(f"weight value must be n_synapses or total_size, got {value!r}")
-    members = group_members(column, groups)
-    weight = synapse_matrix(column, value) * (synapse_matrix(column) >= k)
-    between = [weight[np.ix_(members[i], members[i + 1])].T.astype(np.float32) for i in range(len(members) - 1)]
-    within = [weight[np.ix_(rows, rows)].T.astype(np.float32) for rows in members]
-    return between, within
-
-
 def inhibition(column: Column, groups=None, measure: str = "synapses", min_synapses: int = 1) -> list[np.ndarray]:
     """Inhibitory input of each group cell, normalized to [0, 1] by the largest over all groups.
 
@@ -197,14 +182,15 @@ def density_matched_random(mask: np.ndarray, rng: np.random.Generator, no_self: 
 def apply_null_model(between: list[np.ndarray], within: list[np.ndarray], null_model: str | None,
                      seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """The null model applied to every block separately (each cell keeps its degrees within each
-    block for "shuffle"; each block keeps its density for "random"). Seeded per block."""
+    block for "shuffled"; each block keeps its density for "random"; None: the blocks as they are).
+    Seeded per block."""
     null_model = _check_null(null_model)
     if null_model is None:
         return between, within
 
     def one(block: np.ndarray, tag: int, no_self: bool) -> np.ndarray:
         rng = np.random.default_rng([int(seed), tag])
-        if null_model == "shuffle":
+        if null_model == "shuffled":
             return degree_preserving_shuffle(block, rng, no_self=no_self)
         return density_matched_random(block, rng, no_self=no_self)
 
@@ -213,10 +199,10 @@ def apply_null_model(between: list[np.ndarray], within: list[np.ndarray], null_m
 
 
 def _check_null(null_model) -> str | None:
-    key = null_model.lower() if isinstance(null_model, str) else null_model
-    if key not in _NULL_ALIASES:
-        raise BionicError(f"null_model must be None, 'shuffle' or 'random', got {null_model!r}")
-    return _NULL_ALIASES[key]
+    if null_model is not None and null_model not in NULL_MODELS:
+        raise BionicError(f"null_model must be None (the connectome itself), "
+                          f"{' or '.join(repr(n) for n in NULL_MODELS)}, got {null_model!r}")
+    return null_model
 
 
 # ----------------------------------------------------------------------------- build
@@ -285,15 +271,3 @@ def _measured_mask_entries(column: Column, groups, between, within) -> dict:
     total = int(sum(b.sum() for b in between) + sum(w.sum() for w in within))
     return {"measured": measured, "sampled": total - measured}
 
-
-def group_table(column: Column, groups=None) -> pd.DataFrame:
-    """One row per group cell: group, position in the group, root_id, cell_type (for tracing a
-    network unit back to its neuron)."""
-    groups = check_groups(groups)
-    rows = []
-    for name, idx in zip(groups, group_members(column, groups)):
-        part = column.cells.iloc[idx][["root_id", "cell_type"]].copy()
-        part.insert(0, "unit", np.arange(len(idx)))
-        part.insert(0, "group", name)
-        rows.append(part)
-    return pd.concat(rows, ignore_index=True)

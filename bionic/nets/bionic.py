@@ -12,29 +12,29 @@ Every biological feature is one constructor switch, so an ablation is one line o
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+import inspect
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
 
+from bionic.connectome.wiring import NULL_MODELS
 from bionic.errors import BionicError
 from bionic.nets.layers import (AdaptiveAvgPool, ChannelSpatialAttention, LaminarGroup, LateralInhibition,
                                 MaskedLinear)
 
-MASKS = ("connectome", "dense", "shuffled", "random")
-# `mask` value -> the connectome's null model that produces it (dense needs no wiring null model)
-NULL_MODELS = {"connectome": None, "dense": None, "shuffled": "shuffle", "random": "random"}
+# The null models are masks under their own name: `mask: shuffled` is build_wiring(null_model="shuffled").
+MASKS = ("connectome", "dense", *NULL_MODELS)
+# BioNIC's settings that make the wiring; BioNIC.from_wiring takes a ready wiring instead.
+WIRING_SETTINGS = ("snapshot", "groups", "min_synapses", "inhibition_measure", "wiring_seed")
 
 
 def load_wiring(snapshot: Optional[str] = None, groups: Optional[dict[str, list[str]]] = None,
                 min_synapses: int = 1, inhibition_measure: str = "synapses",
                 null_model: Optional[str] = None, seed: int = 0):
     """The column's wiring from bionic.connectome (bundled snapshot when `snapshot` is None)."""
-    try:
-        from bionic.connectome import DEFAULT_GROUPS, build_wiring, load_column
-    except ImportError as err:
-        raise BionicError(f"cannot build the wiring: bionic.connectome is not available ({err}); "
-                          "reinstall the package (pip install -e .)") from err
+    from bionic.connectome import DEFAULT_GROUPS, build_wiring, load_column
+
     column = load_column(snapshot=snapshot)
     return build_wiring(column, groups=groups or DEFAULT_GROUPS, min_synapses=min_synapses,
                         inhibition_measure=inhibition_measure, null_model=null_model, seed=seed)
@@ -53,9 +53,8 @@ class ConvFrontEnd(nn.Module):
 
     The first conv is not rectified: the divisive lateral inhibition is its nonlinearity (as in the
     paper's order). Convs are 3x3 with padding 1; `strides` set the resolution. The default
-    (2, 1) works at 24x24 from the first conv on: a training step costs about 1.1x the baseline's
-    instead of 2.8x at full resolution (1, 1) or 1.7x for (1, 2), with the same parameters and no
-    loss of val accuracy after one epoch (README, "BioNIC network").
+    (2, 1) works at 24x24 from the first conv on, which keeps a training step near the baseline's
+    with the same parameters; the measured step times are in results/bench.json.
     """
 
     def __init__(self, in_channels: int, channels: Sequence[int], strides: Sequence[int],
@@ -97,9 +96,9 @@ class BioNIC(nn.Module):
     Hebbian plasticity is a training-time feature: see EmotionClassifier(hebbian=...) and
     bionic.plasticity.
 
-    Wiring: pass a prebuilt `wiring` (tests), or leave it None and the column is loaded from
-    `snapshot` (None = the bundled snapshot) and turned into masks by build_wiring with
-    `groups`, `min_synapses`, `inhibition_measure` and `wiring_seed` (seed of the null models).
+    Wiring: the column is loaded from `snapshot` (None = the bundled snapshot) and turned into
+    masks by build_wiring with `groups`, `min_synapses`, `inhibition_measure` and `wiring_seed`
+    (seed of the null models). BioNIC.from_wiring builds the network on a wiring made elsewhere.
     """
 
     def __init__(
@@ -124,27 +123,53 @@ class BioNIC(nn.Module):
         num_classes: int = 7,
         in_channels: int = 1,
         image_size: int = 48,
-        wiring: Any = None,
     ):
         super().__init__()
-        if mask not in MASKS:
-            raise BionicError(f"unknown mask {mask!r}; use one of {', '.join(MASKS)}")
+        _check_mask(mask)  # before the wiring is built: the mask chooses its null model
+        wiring = load_wiring(snapshot, groups, min_synapses, inhibition_measure,
+                             mask if mask in NULL_MODELS else None, wiring_seed)
+        self._build(wiring, conv=conv, lateral_inhibition=lateral_inhibition, mask=mask, intra_layer=intra_layer,
+                    graded_inhibition=graded_inhibition, layer_norm=layer_norm, synaptic_noise=synaptic_noise,
+                    conv_channels=conv_channels, conv_strides=conv_strides, pool_size=pool_size,
+                    attention_reduction=attention_reduction, inhibition_strength=inhibition_strength,
+                    num_classes=num_classes, in_channels=in_channels, image_size=image_size)
+
+    @classmethod
+    def from_wiring(cls, wiring, **settings) -> "BioNIC":
+        """A BioNIC on a prebuilt wiring (anything with the fields of bionic.connectome.Wiring).
+
+        `settings` are __init__'s, with its defaults, except those that make the wiring
+        (WIRING_SETTINGS). mask "shuffled" / "random" needs a wiring built with that null model.
+        Not a config option: configs name the snapshot, so a run can be rebuilt from its config.
+        """
+        params = inspect.signature(cls.__init__).parameters
+        defaults = {name: p.default for name, p in params.items() if name != "self" and name not in WIRING_SETTINGS}
+        unknown = sorted(set(settings) - set(defaults))
+        if unknown:
+            raise BionicError(f"BioNIC.from_wiring: unknown setting(s) {', '.join(unknown)} (the wiring is given; "
+                              f"known: {', '.join(defaults)})")
+        settings = {**defaults, **settings}
+        mask = settings["mask"]
+        _check_mask(mask)
+        made_by = dict(getattr(wiring, "wiring_source", {}) or {}).get("null_model")
+        if mask in NULL_MODELS and made_by != mask:
+            raise BionicError(f"mask={mask!r} needs a null-model wiring (build_wiring(..., null_model={mask!r})); "
+                              f"this wiring's null model is {made_by!r}")
+        net = cls.__new__(cls)
+        nn.Module.__init__(net)
+        net._build(wiring, **settings)
+        return net
+
+    def _build(self, wiring, *, conv, lateral_inhibition, mask, intra_layer, graded_inhibition, layer_norm,
+               synaptic_noise, conv_channels, conv_strides, pool_size, attention_reduction, inhibition_strength,
+               num_classes, in_channels, image_size) -> None:
         if synaptic_noise < 0:
             raise BionicError(f"synaptic_noise must be >= 0 (0 = off), got {synaptic_noise}")
-        if wiring is None:
-            wiring = load_wiring(snapshot, groups, min_synapses, inhibition_measure,
-                                 NULL_MODELS[mask], wiring_seed)
-        elif mask in ("shuffled", "random"):
-            raise BionicError(f"mask={mask!r} needs the null-model wiring from build_wiring; "
-                              "leave `wiring` unset and give `snapshot`/`wiring_seed` instead")
         between, within = (dense_like(wiring) if mask == "dense"
                            else (list(wiring.between), list(wiring.within)))
         sizes = [int(s) for s in wiring.sizes]
         _check_shapes(sizes, between, within, wiring.inhibition)
 
-        self.switches = dict(conv=conv, lateral_inhibition=lateral_inhibition, mask=mask,
-                             intra_layer=intra_layer, graded_inhibition=graded_inhibition,
-                             layer_norm=layer_norm, synaptic_noise=float(synaptic_noise))
         self.group_names = list(wiring.group_names)
         self.sizes = sizes
         self.wiring_source = {**dict(wiring.wiring_source), "mask": mask}
@@ -179,7 +204,7 @@ class BioNIC(nn.Module):
             h = group(h)
         return self.readout(h)
 
-    # --- what the plasticity callbacks use -------------------------------------------------
+    # --- the structure plasticity acts on ----------------------------------------------------
     def laminar_groups(self) -> list[tuple[str, LaminarGroup]]:
         return list(zip(self.group_names, self.groups))
 
@@ -193,10 +218,10 @@ class BioNIC(nn.Module):
                 out.append((f"{name}->{name}", group.recurrent, group))
         return out
 
-    def set_capture(self, on: bool) -> None:
-        """Let the laminar layers keep (detached) activity of the next forward passes for plasticity."""
-        for group in self.groups:
-            group.set_capture(on)
+
+def _check_mask(mask: str) -> None:
+    if mask not in MASKS:
+        raise BionicError(f"unknown mask {mask!r}; use one of {', '.join(MASKS)}")
 
 
 def _check_shapes(sizes, between, within, inhibition) -> None:

@@ -1,8 +1,7 @@
 """Building blocks of the BioNIC network: masked synapses, lateral inhibition, attention, laminar groups.
 
-Every block is a plain nn.Module. The laminar blocks can *capture* the activity of the last forward
-pass (detached) while plasticity is on, so the Hebbian and homeostatic callbacks
-(bionic.plasticity) read the activations of the training step without a second forward pass.
+Every block is a plain nn.Module that keeps nothing of its forward passes; the plasticity callbacks
+(bionic.plasticity) observe the activity they need through forward hooks of their own.
 """
 
 from __future__ import annotations
@@ -35,16 +34,12 @@ class MaskedLinear(nn.Linear):
             fan_in = mask.sum(1).mean().clamp_min(1.0).item()
             self.weight.mul_(math.sqrt(n_pre / fan_in))
             self.weight.mul_(self.mask)
-        self.capture = False
-        self.pre: torch.Tensor | None = None  # presynaptic activity of the last captured forward
 
     @property
     def n_synapses(self) -> int:
         return int(self.mask.sum().item())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.capture:
-            self.pre = x.detach()
         return F.linear(x, self.weight * self.mask, self.bias)
 
     def extra_repr(self) -> str:
@@ -73,8 +68,8 @@ class LateralInhibition(nn.Module):
         self.raw_alpha = nn.Parameter(torch.tensor(math.log(math.expm1(alpha))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # The box mean is separable (channels, rows, columns), and shifted sums of a padded tensor
-        # are ~3x faster on CPU than avg_pool2d/avg_pool3d; numbers are the same as
+        # The box mean is separable (channels, rows, columns); shifted sums of a padded tensor avoid
+        # avg_pool3d's slow CPU kernel with the same numbers as
         # avg_pool3d(x * x, window, stride=1, padding=window // 2, count_include_pad=False).
         energy = x * x
         for dim, k in zip((1, 2, 3), self.window):
@@ -116,7 +111,7 @@ class ChannelSpatialAttention(nn.Module):
         gate = self.channel_mlp(x.mean((2, 3))) + self.channel_mlp(x.amax((2, 3)))
         x = x * torch.sigmoid(gate)[:, :, None, None]
         pooled = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)
-        # channels_last makes this 2-channel 7x7 conv ~3x faster on CPU (oneDNN); same result.
+        # channels_last sends this 2-channel 7x7 conv to oneDNN's fast CPU path; same result.
         gate = self.spatial(pooled.contiguous(memory_format=torch.channels_last))
         return x * torch.sigmoid(gate).contiguous()
 
@@ -124,8 +119,8 @@ class ChannelSpatialAttention(nn.Module):
 class AdaptiveAvgPool(nn.Module):
     """nn.AdaptiveAvgPool2d as two small matrix products (rows, then columns).
 
-    Same windows and numbers as AdaptiveAvgPool2d(size), but several times faster on CPU when the
-    input side is not a multiple of the output side (24 -> 15 here), where PyTorch's kernel is slow.
+    Same windows and numbers as AdaptiveAvgPool2d(size); PyTorch's CPU kernel is slow when the input
+    side is not a multiple of the output side (24 -> 15 here), two small matrix products are not.
     """
 
     def __init__(self, size: int):
@@ -187,13 +182,12 @@ class LaminarGroup(nn.Module):
         self.inhibition_strength = inhibition_strength
         self.synaptic_noise = float(synaptic_noise)
         self.register_buffer("inhibition", torch.as_tensor(inhibition, dtype=torch.float32).clone())
-        # Homeostatic state (written only by bionic.plasticity.HomeostaticRegulation): a per-unit
-        # excitability added before rectification, and the running rate it steers.
+        # Homeostatic state: a per-unit excitability added before rectification, and the running
+        # rate it steers. Buffers, like BatchNorm's running statistics, so they travel with the
+        # weights in every checkpoint; bionic.plasticity.HomeostaticRegulation writes them.
         self.register_buffer("excitability", torch.zeros(n))
         self.register_buffer("rate_ema", torch.zeros(n))
         self.register_buffer("homeostasis_steps", torch.zeros((), dtype=torch.long))
-        self.capture = False
-        self.rate: torch.Tensor | None = None  # output rates [B, n] of the last captured forward
         if self.recurrent is not None:
             # The recurrent step starts at half strength so the group begins near feed-forward.
             with torch.no_grad():
@@ -202,12 +196,6 @@ class LaminarGroup(nn.Module):
     @property
     def size(self) -> int:
         return self.feedforward.out_features
-
-    def set_capture(self, on: bool) -> None:
-        self.capture = on
-        for layer in (self.feedforward, self.recurrent):
-            if isinstance(layer, MaskedLinear):
-                layer.capture = on
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u = self.feedforward(x)
@@ -221,8 +209,6 @@ class LaminarGroup(nn.Module):
         if self.graded_inhibition:
             drive = r.mean(1, keepdim=True)
             r = r / (1.0 + self.inhibition_strength * self.inhibition * drive)
-        if self.capture:
-            self.rate = r.detach()
         return r
 
     def extra_repr(self) -> str:

@@ -1,4 +1,4 @@
-"""A small random column for tests and quick demos (not data: every edge is random)."""
+"""A small random column for tests (not data: every edge is random)."""
 
 from __future__ import annotations
 

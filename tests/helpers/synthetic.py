@@ -1,5 +1,5 @@
-"""A small random wiring with the shape of bionic.connectome.Wiring, for tests and benchmarks that
-must not depend on the column data."""
+"""A small random wiring with the fields of bionic.connectome.Wiring, for tests that must not depend
+on the column data: BioNIC.from_wiring(synthetic_wiring(...), **settings)."""
 
 from __future__ import annotations
 
