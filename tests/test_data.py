@@ -244,7 +244,7 @@ def test_an_unwritable_cache_warns_and_goes_on(tmp_path, capsys):
     assert line.startswith("warning: cannot write the data cache") and "going on without it" in line
 
 
-@pytest.mark.parametrize("option, value", [("batch_size", "0"), ("eval_batch_size", "-1"),
+@pytest.mark.parametrize("option, value", [("batch_size", "0"), ("eval_batch_size", "-1"), ("num_workers", "-1"),
                                            ("val_fraction", "1"), ("val_fraction", "-0.1")])
 def test_bad_sizes_are_refused_before_any_data_loads(tmp_path, capsys, option, value):
     from bionic.cli import run_cli
