@@ -12,7 +12,7 @@ from bionic.data import FER2013DataModule, fer2013
 from bionic.data.augment import Augmentation
 from bionic.data.fer2013 import read_fer2013
 from bionic.errors import BionicError
-from conftest import make_csv, make_folders
+from conftest import make_csv, make_folders, tiny_fit_args
 
 
 def test_folders_labels_follow_standard_order(tmp_path):
@@ -145,13 +145,8 @@ def test_datamodule_normalizes_with_training_statistics(fer_root):
 
 # -- nothing dropped without a word, every bad input one line -----------------------------------
 def test_an_extra_class_folder_is_named_with_its_size(tmp_path):
-    root = make_folders(tmp_path, {"train": 2, "test": 1})
-    extra = root / "train" / "contempt"
-    extra.mkdir()
-    for i in range(3):
-        Image.fromarray(np.zeros((48, 48), np.uint8)).save(extra / f"Training_c{i}.jpg")
     with pytest.raises(BionicError, match=r"not FER-2013 classes: contempt/ \(3 images\).*move"):
-        read_fer2013(root, progress=False)
+        read_fer2013(bad_data(tmp_path, "contempt folder"), progress=False)
 
 
 def test_files_whose_usage_fits_no_split_are_refused(tmp_path):
@@ -161,42 +156,81 @@ def test_files_whose_usage_fits_no_split_are_refused(tmp_path):
         read_fer2013(root, progress=False)
 
 
-def _csv_with(tmp_path, edit) -> None:
-    path = make_csv(tmp_path / "fer2013.csv", {"Training": 2, "PublicTest": 1})
-    lines = path.read_text().splitlines()
-    edit(lines)
-    path.write_text("\n".join(lines) + "\n")
-
-
 def _pixels(value: int = 7) -> str:
     return " ".join([str(value)] * 48 * 48)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda ls: ls.__setitem__(3, ls[3].replace(",Training", ",Trainng")) or ls.__setitem__(
-        6, ls[6].replace(",Training", ",Trainng")),
-     r"unknown Usage 'Trainng' in 2 row\(s\), first row 4; Usage must be one of Training, PublicTest, PrivateTest"),
-    (lambda ls: ls.__setitem__(5, f"3,{_pixels()}"), r"row 6: no Usage field .*fix or delete that row"),
-    (lambda ls: ls.__setitem__(2, f"3,{_pixels(300)},Training"), r"row 3: pixel value 300 is outside 0-255"),
-    (lambda ls: ls.__setitem__(4, f"3,{_pixels(-1)},Training"), r"row 5: pixel value -1 is outside 0-255"),
-    (lambda ls: ls.__setitem__(3, f'3,"{_pixels()},Training'), r"row 4: .*unterminated quote.*fix the quoting"),
-    (lambda ls: ls.__setitem__(2, f"9,{_pixels()},Training"), r"row 3: emotion 9 is not one of 0-6"),
-    (lambda ls: ls.__setitem__(2, f"3,{_pixels()},Training,extra"), r"row 3: 4 fields where there should be 3"),
-])
-def test_bad_csv_rows_are_one_line_each(tmp_path, edit, message):
-    _csv_with(tmp_path, edit)
-    with pytest.raises(BionicError, match=message) as exc:
-        read_fer2013(tmp_path, progress=False)
-    assert "\n" not in str(exc.value) and str(tmp_path / "fer2013.csv") in str(exc.value)
+def _misspelt(line: str) -> str:
+    return line.replace(",Training", ",Trainng")
+
+
+# case -> ({line index: how that line becomes bad}, what the one line must say)
+BAD_CSV = {
+    "unknown Usage": ({3: _misspelt, 6: _misspelt},
+                      r"unknown Usage 'Trainng' in 2 row\(s\), first row 4; Usage must be one of Training, PublicTest, "
+                      r"PrivateTest"),
+    "no Usage field": ({5: lambda _: f"3,{_pixels()}"}, r"row 6: no Usage field .*fix or delete that row"),
+    "pixel 300": ({2: lambda _: f"3,{_pixels(300)},Training"}, r"row 3: pixel value 300 is outside 0-255"),
+    "pixel -1": ({4: lambda _: f"3,{_pixels(-1)},Training"}, r"row 5: pixel value -1 is outside 0-255"),
+    "unterminated quote": ({3: lambda _: f'3,"{_pixels()},Training'}, r"row 4: .*unterminated quote.*fix the quoting"),
+    "emotion 9": ({2: lambda _: f"9,{_pixels()},Training"}, r"row 3: emotion 9 is not one of 0-6"),
+    "extra field": ({2: lambda _: f"3,{_pixels()},Training,extra"}, r"row 3: 4 fields where there should be 3"),
+}
+
+
+def bad_data(tmp_path, case: str):
+    """A small FER-2013 with one kind of fault; returns its root."""
+    if case == "contempt folder":
+        root = make_folders(tmp_path / "fer", {"train": 2, "test": 1})
+        extra = root / "train" / "contempt"
+        extra.mkdir()
+        for i in range(3):
+            Image.fromarray(np.zeros((48, 48), np.uint8)).save(extra / f"Training_c{i}.jpg")
+        return root
+    path = make_csv(tmp_path / "fer" / "fer2013.csv", {"Training": 2, "PublicTest": 1})
+    if case == "not UTF-8":
+        lines = path.read_bytes().split(b"\n")
+        lines[5] = lines[5].replace(b",Training", b",Tr\xe4ining")  # Latin-1, as a spreadsheet might save it
+        path.write_bytes(b"\n".join(lines))
+        return path.parent
+    lines = path.read_text().splitlines()
+    for i, edit in BAD_CSV[case][0].items():
+        lines[i] = edit(lines[i])
+    path.write_text("\n".join(lines) + "\n")
+    return path.parent
+
+
+@pytest.mark.parametrize("case", BAD_CSV)
+def test_bad_csv_rows_are_one_line_each(tmp_path, case):
+    root = bad_data(tmp_path, case)
+    with pytest.raises(BionicError, match=BAD_CSV[case][1]) as exc:
+        read_fer2013(root, progress=False)
+    assert "\n" not in str(exc.value) and str(root / "fer2013.csv") in str(exc.value)
 
 
 def test_a_csv_that_is_not_utf8_is_named(tmp_path):
-    path = make_csv(tmp_path / "fer2013.csv", {"Training": 2, "PublicTest": 1})
-    lines = path.read_bytes().split(b"\n")
-    lines[5] = lines[5].replace(b",Training", b",Tr\xe4ining")  # Latin-1, as a spreadsheet might save it
-    path.write_bytes(b"\n".join(lines))
     with pytest.raises(BionicError, match=r"row 6: not UTF-8 text.*save the file as UTF-8"):
-        read_fer2013(tmp_path, progress=False)
+        read_fer2013(bad_data(tmp_path, "not UTF-8"), progress=False)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("contempt folder", "not FER-2013 classes: contempt/ (3 images)"),
+    ("unknown Usage", "unknown Usage 'Trainng' in 2 row(s)"),
+    ("no Usage field", "row 6: no Usage field"),
+    ("pixel 300", "row 3: pixel value 300 is outside 0-255"),
+    ("unterminated quote", "unterminated quote"),
+    ("not UTF-8", "row 6: not UTF-8 text"),
+])
+def test_bad_data_through_the_cli_is_one_line_and_exit_2(tmp_path, capsys, case, message):
+    from bionic.cli import run_cli
+
+    root = bad_data(tmp_path, case)
+    with pytest.raises(SystemExit) as exc:
+        run_cli(["fit", "--config", "configs/baseline.yaml", *tiny_fit_args(root, tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "Traceback" not in err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert message in line
 
 
 def test_cache_holds_no_pickle_and_never_runs_one(tmp_path):
