@@ -94,7 +94,7 @@ def test_predict_any_size_and_colour(fer_root, tmp_path):
     Image.new("RGB", (120, 90), (10, 200, 30)).save(images / "colour.png")
     Image.fromarray(np.full((64, 64), 128, np.uint8)).save(images / "grey64.jpg")
     r = run(["predict", "--config", str(run_dir / "config.yaml"), "--ckpt_path",
-             str(run_dir / "checkpoints" / "best.ckpt"), "--data.predict_path", str(images)])
+             str(run_dir / "checkpoints" / "best.ckpt"), "--data.predict_path", str(images), "--data.faces", "false"])
     assert r.returncode == 0, r.stderr[-3000:]
     rows = [line.split(",") for line in r.stdout.strip().splitlines()[1:]]
     assert [row[0].rsplit("/", 1)[-1] for row in rows] == ["colour.png", "grey64.jpg"]

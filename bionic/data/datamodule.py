@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import lightning as L
 import torch
+from jsonargparse.typing import NonNegativeInt, PositiveInt, restricted_number_type
 from torch.utils.data import DataLoader, Dataset
 
 from bionic.data.augment import Augmentation
-from bionic.data.fer2013 import IMAGE_SUFFIXES, FERSplits, load_image, read_fer2013
+from bionic.data.fer2013 import FERSplits, read_fer2013
 from bionic.errors import BionicError
 
 # FER-2013 Training-set statistics, used until a fit recomputes them from its own train split
 # (and restored from the checkpoint for test/predict).
 FER_MEAN, FER_STD = 0.5077, 0.2550
+
+# In the signature, so the command line refuses a bad value at parse time, before any data loads.
+Fraction = restricted_number_type("Fraction", float, [(">=", 0), ("<", 1)], docstring="a number in [0, 1)")
 
 
 class TensorBatches(Dataset):
@@ -52,29 +54,42 @@ class FER2013DataModule(L.LightningDataModule):
         augment: one switch for all augmentation (the ``no_augmentation`` ablation turns it off).
         augmentation: the augmentation recipe (crop padding, flip, rotation, scale, erasing).
         cache_dir: where decoded tensors are cached (default ``$BIONIC_CACHE`` or ``~/.cache/bionic``).
-        predict_path: image file or folder for ``predict``; any size or colour.
+        predict_path: photo or folder of photos for ``predict``; any size or colour.
+        faces: in ``predict``, find the faces in each photo and classify each face (cropped like
+            FER-2013); false classifies each whole image. 48x48 grey images are taken as face
+            crops either way.
         num_workers: DataLoader workers; 0 is right here because batches are slices of a tensor.
     """
 
     def __init__(
         self,
         root: str = "data/fer2013",
-        batch_size: int = 64,
-        eval_batch_size: int = 512,
-        val_fraction: float = 0.1,
+        batch_size: PositiveInt = 64,
+        eval_batch_size: PositiveInt = 512,
+        val_fraction: Fraction = 0.1,
         split_seed: int = 0,
         augment: bool = True,
         augmentation: Augmentation = Augmentation(),
         cache_dir: str | None = None,
         predict_path: str | None = None,
-        num_workers: int = 0,
+        faces: bool = True,
+        num_workers: NonNegativeInt = 0,
         progress: bool = True,
     ):
         super().__init__()
+        # The same limits for a DataModule built in Python, where the annotations are not enforced.
+        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if int(value) < 1:
+                raise BionicError(f"data.{name} must be a positive integer, not {value}")
+        if not 0 <= val_fraction < 1:
+            raise BionicError(f"data.val_fraction must be in [0, 1), not {val_fraction}")
         self.save_hyperparameters()
         self.augmentation = augmentation
         self.splits: FERSplits | None = None
         self.mean, self.std = FER_MEAN, FER_STD
+        # For predict: one dict per model input, in dataset order, and one per photo (bionic.data.photos).
+        self.predict_records: list[dict] = []
+        self.predict_photos: list[dict] = []
         self.predict_files: list[str] = []
 
     # -- loading ---------------------------------------------------------------------------
@@ -90,14 +105,12 @@ class FER2013DataModule(L.LightningDataModule):
             self.mean, self.std = train.mean().item(), train.std().item()
 
     def _setup_predict(self) -> None:
-        path = Path(self.hparams.predict_path or "")
-        if not self.hparams.predict_path or not path.exists():
-            raise BionicError(f"predict needs --data.predict_path pointing at an image or a folder (got '{path}')")
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
-        if not files:
-            raise BionicError(f"no images under {path} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-        self.predict_files = [str(f) for f in files]
-        self.predict_images = torch.stack([torch.from_numpy(load_image(f)) for f in files])
+        from bionic.data.photos import load_predict_inputs
+
+        inputs = load_predict_inputs(self.hparams.predict_path, self.hparams.faces)
+        self.predict_images = inputs.images
+        self.predict_records, self.predict_photos = inputs.records, inputs.photos
+        self.predict_files = [r["file"] for r in inputs.records]
 
     def _loader(self, role: str, shuffle: bool) -> DataLoader:
         ds = TensorBatches(self.splits.images[role], self.splits.labels[role])

@@ -131,8 +131,9 @@ def read_folders(root: Path, progress: bool = True) -> FERRecords:
             if split == "train":
                 raise BionicError(f"{split_dir} is missing; {HOW_TO_GET}")
             continue
-        found = {_class_index(p.name): p for p in split_dir.iterdir() if p.is_dir()}
-        found.pop(None, None)
+        dirs = [p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        _refuse_unknown_classes(split_dir, [p for p in dirs if _class_index(p.name) is None])
+        found = {_class_index(p.name): p for p in dirs}
         for label, emotion in enumerate(EMOTIONS):
             if label not in found:
                 raise BionicError(
@@ -150,29 +151,91 @@ def read_folders(root: Path, progress: bool = True) -> FERRecords:
     return FERRecords(torch.from_numpy(np.stack(images)), torch.tensor(labels), usage, ids, "folders")
 
 
+def _refuse_unknown_classes(split_dir: Path, unknown: list[Path]) -> None:
+    """A folder that is not one of the 7 classes would otherwise be left out without a word."""
+    if not unknown:
+        return
+    counts = ", ".join(
+        f"{p.name}/ ({sum(1 for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)} images)" for p in unknown)
+    raise BionicError(f"{split_dir} holds {len(unknown)} folder(s) that are not FER-2013 classes: {counts}; "
+                      f"the classes are {', '.join(EMOTIONS)}: move the other folders out of {split_dir}")
+
+
 def read_csv(path: Path, progress: bool = True) -> FERRecords:
-    images, labels, usage, ids = [], [], [], []
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        columns = {c.strip().lower(): c for c in reader.fieldnames or []}
-        missing = {"emotion", "pixels", "usage"} - set(columns)
-        if missing:
-            raise BionicError(f"{path} lacks column(s) {sorted(missing)}; expected emotion, pixels, Usage")
-        for n, row in enumerate(_progress(reader, f"decoding {path.name}", progress), start=2):
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            return _read_csv(path, fh, progress)
+    except UnicodeDecodeError as exc:
+        raise BionicError(f"{path} row {_first_non_utf8_line(path)}: not UTF-8 text ({exc.reason}); "
+                          "save the file as UTF-8 (the original FER-2013 CSV is plain ASCII)") from None
+
+
+def _first_non_utf8_line(path: Path) -> int:
+    with open(path, "rb") as fh:
+        for n, line in enumerate(fh, start=1):
             try:
-                label = int(row[columns["emotion"]])
-                pixels = np.array(row[columns["pixels"]].split(), dtype=np.uint8)
-                if not 0 <= label < len(EMOTIONS) or pixels.size != SIZE * SIZE:
-                    raise ValueError
-            except (ValueError, TypeError, AttributeError):
-                raise BionicError(
-                    f"{path} row {n} does not parse (need emotion 0-6 and {SIZE * SIZE} pixel values 0-255); "
-                    "fix or delete that row"
-                ) from None
-            images.append(pixels.reshape(SIZE, SIZE))
-            labels.append(label)
-            usage.append(row[columns["usage"]].strip())
-            ids.append(f"row {n}")
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return n
+    return n
+
+
+def _csv_rows(path: Path, reader: csv.DictReader):
+    """(line number where the row starts, row), one clear line for what the csv module refuses."""
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise BionicError(f"{path} row {start}: {exc} (an unterminated quote?); "
+                              "fix the quoting of that row or delete it") from None
+        yield start, row
+
+
+def _read_csv(path: Path, fh, progress: bool) -> FERRecords:
+    images, labels, usage, ids = [], [], [], []
+    reader = csv.DictReader(fh, strict=True)
+    columns = {c.strip().lower(): c for c in reader.fieldnames or []}
+    missing = {"emotion", "pixels", "usage"} - set(columns)
+    if missing:
+        raise BionicError(f"{path} lacks column(s) {sorted(missing)}; expected emotion, pixels, Usage")
+    unknown: dict[str, list[int]] = {}
+    for n, row in _progress(_csv_rows(path, reader), f"decoding {path.name}", progress):
+        label, pixels, use = (row.get(columns[k]) for k in ("emotion", "pixels", "usage"))
+
+        def bad(what: str) -> BionicError:
+            return BionicError(f"{path} row {n}: {what}; fix or delete that row")
+
+        if label is None or pixels is None or use is None:
+            absent = [k for k, v in (("emotion", label), ("pixels", pixels), ("Usage", use)) if v is None]
+            raise bad(f"no {', '.join(absent)} field (each row needs emotion, pixels, Usage)")
+        if row.get(None):
+            raise bad(f"{3 + len(row[None])} fields where there should be 3 (emotion, pixels, Usage)")
+        try:
+            label = int(label)
+            values = np.array(pixels.split(), dtype=np.int64)
+        except (ValueError, OverflowError):
+            raise bad(f"emotion '{label}' or the pixels do not parse as integers") from None
+        if not 0 <= label < len(EMOTIONS):
+            raise bad(f"emotion {label} is not one of 0-{len(EMOTIONS) - 1}")
+        if values.size != SIZE * SIZE:
+            raise bad(f"{values.size} pixel values where a {SIZE}x{SIZE} image has {SIZE * SIZE}")
+        outside = values[(values < 0) | (values > 255)]
+        if outside.size:
+            raise bad(f"pixel value {int(outside[0])} is outside 0-255")
+        use = use.strip()
+        if use not in USAGES:
+            unknown.setdefault(use, []).append(n)
+        images.append(values.astype(np.uint8).reshape(SIZE, SIZE))
+        labels.append(label)
+        usage.append(use)
+        ids.append(f"row {n}")
+    if unknown:
+        listed = "; ".join(f"'{u}' in {len(rows)} row(s), first row {rows[0]}" for u, rows in unknown.items())
+        raise BionicError(f"{path}: unknown Usage {listed}; Usage must be one of {', '.join(USAGES)}: "
+                          "fix those rows or delete them")
     if not images:
         raise BionicError(f"{path} has no rows; {HOW_TO_GET}")
     return FERRecords(torch.from_numpy(np.stack(images)), torch.tensor(labels), usage, ids, "csv")
@@ -213,6 +276,7 @@ def assign_splits(records: FERRecords, val_fraction: float = 0.1, split_seed: in
         idx = {"train": pick("Training"), "val": pick("PublicTest"), "test": pick("PrivateTest")}
         sources = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
         rule = "usage prefix: train=Training, val=PublicTest, test=PrivateTest"
+        used = set(USAGES)
     else:
         train_name = "Training" if "Training" in present else "train"
         test_name = next((n for n in ("PrivateTest", "PublicTest", "test") if n in present), None)
@@ -224,6 +288,8 @@ def assign_splits(records: FERRecords, val_fraction: float = 0.1, split_seed: in
         sources = {"train": train_name, "val": f"{val_fraction:.0%} of {train_name} (stratified, seed {split_seed})",
                    "test": test_name}
         rule = f"validation carved from {train_name}; test={test_name}"
+        used = {train_name, test_name}
+    _refuse_unassigned(records, used)
     return FERSplits(
         images={k: records.images[v] for k, v in idx.items()},
         labels={k: records.labels[v] for k, v in idx.items()},
@@ -232,6 +298,18 @@ def assign_splits(records: FERRecords, val_fraction: float = 0.1, split_seed: in
         layout=records.layout,
         sources=sources,
     )
+
+
+def _refuse_unassigned(records: FERRecords, assigned: set[str]) -> None:
+    """Images whose Usage fits none of the splits (e.g. unprefixed files beside Training_ ones)."""
+    left = {}
+    for u, i in zip(records.usage, records.ids):
+        if u not in assigned:
+            left.setdefault(u, []).append(i)
+    if left:
+        listed = "; ".join(f"{len(ids)} with Usage '{u}' (e.g. {ids[0]})" for u, ids in left.items())
+        raise BionicError(f"{listed} would be in no split; give every file the same kind of name "
+                          "(all with Training_/PublicTest_/PrivateTest_ prefixes, or none)")
 
 
 def read_fer2013(root: str | Path, cache_dir: str | Path | None = None, val_fraction: float = 0.1,
