@@ -376,9 +376,9 @@ def markdown(rows: list[dict], missing: list[Missing], runs_dir: Path, ref: str,
         f"Accuracy is test accuracy in %{on}, mean ± std over seeds (std with ddof=1). Variants are paired by "
         f"seed, because runs of one seed share the data split and the data order: Δ is the mean over the seeds "
         f"both have of (variant − `{ref}`), in points, with the 95 % confidence interval and two-sided p-value of "
-        f"a paired t-test (pairs − 1 degrees of freedom). p (Holm) adjusts p for the {family} "
+        f"a paired t-test (pairs − 1 degrees of freedom). p (Holm) adjusts p over the {family} "
         f"comparison{'' if family == 1 else 's'} against "
-        f"`{ref}` that have one (Holm's step-down method; macro F1 is its own family). n/a where fewer than two "
+        f"`{ref}` with a p-value (Holm's step-down method; macro F1 is its own family). n/a where fewer than two "
         "seeds pair.", "",
         "## Accuracy, beside the paper", "",
         "| variant | seeds | test acc % | Δ acc vs " + ref + " [95 % CI] | p | p (Holm) | macro F1 | Δ F1 "
@@ -546,6 +546,8 @@ def report(runs_dir: Path, out: Path, seeds=None, variants=None, ref: str = "bio
     """Read the runs (see `collect` for `seeds`, `variants`, `expect`, `known`), write the report
     into `out`. The reference is read even when `variants` leaves it out: every Δ is against it."""
     out = Path(out)
+    if known and ref not in known:
+        raise BionicError(f"unknown --reference {ref}; known: {', '.join(known)}")
     if out.exists() and not out.is_dir():
         raise BionicError(f"--out {out} is a file; the report is a folder of tables and figures: pass a folder "
                           "(it is created when missing)")

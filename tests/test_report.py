@@ -361,3 +361,12 @@ def test_matrix_flag_expects_every_variant(runs, tmp_path):
     for name in never_run:
         assert f"| {name} | 0 | not run |" in missing
     assert "| bionic |" not in missing and "| no_conv |" not in missing
+
+
+def test_an_unknown_reference_is_one_line(tmp_path, capsys):
+    from bionic.report import main
+
+    rc = main([str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--reference", "bionik"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: unknown --reference bionik; known: ")
+    assert "bionic" in err[0] and not (tmp_path / "out").exists()
