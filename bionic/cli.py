@@ -57,7 +57,17 @@ class BionicCLI(LightningCLI):
                           if run else recipe)
         self.run_dir: Path | None = None
         self.ident: dict | None = None
+        self._checkpoint: tuple[str, dict] | None = None  # (path, contents) once read
         super().__init__(*args, run=run, **kwargs)
+
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, args)
+        # LightningCLI reads a --ckpt_path's hyperparameters right after parsing: a file that is
+        # missing, truncated or not a checkpoint is said in one line first.
+        sub = self.config.get("subcommand")
+        path = self.config[sub].get("ckpt_path") if sub else None
+        if path is not None:
+            self._checkpoint = (path, read_checkpoint(path))
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_class_arguments(WandbSettings, "wandb")
@@ -141,7 +151,7 @@ class BionicCLI(LightningCLI):
             print(f"resuming from {last} (delete {self.run_dir} to start over)", file=sys.stderr)
             ckpt = self.config_init["fit"]["ckpt_path"] = str(last)
         if ckpt is not None:
-            check_checkpoint_fits(read_checkpoint(ckpt), ckpt, self.model)
+            self._check_fits(ckpt)
 
     def after_fit(self) -> None:
         _finish_wandb()
@@ -160,8 +170,12 @@ class BionicCLI(LightningCLI):
             else:
                 raise BionicError(f"no checkpoint to {sub}: pass --ckpt_path, or fit first so {best} exists")
             print(f"{sub}: using {ckpt} (--ckpt_path chooses another)", file=sys.stderr)
-        check_checkpoint_fits(read_checkpoint(ckpt), ckpt, self.model)
+        self._check_fits(ckpt)
         self.config_init[sub]["ckpt_path"] = str(ckpt)
+
+    def _check_fits(self, path) -> None:
+        read = self._checkpoint if self._checkpoint and self._checkpoint[0] == str(path) else None
+        check_checkpoint_fits(read[1] if read else read_checkpoint(path), path, self.model)
 
     before_validate = before_test = before_predict = _trained_checkpoint
 
@@ -175,7 +189,7 @@ def wandb_logged_in() -> bool:
         return True
     host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
     try:
-        return netrc.netrc().authenticators(host) is not None
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
     except (OSError, netrc.NetrcParseError):
         return False
 

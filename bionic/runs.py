@@ -154,8 +154,8 @@ def read_checkpoint(path: Path) -> dict:
     if not path.is_file():
         raise BionicError(f"no checkpoint at {path}; pass --ckpt_path to a run's checkpoints/best.ckpt")
     try:
-        # Lightning unpickles the same file right after; this only reads it first to fail in one line.
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        # As LightningCLI reads a --ckpt_path: tensors and plain data only, no code runs.
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated archives and non-checkpoints fail in many ways
         raise BionicError(f"{path} is not a readable checkpoint ({type(exc).__name__}: it is truncated or "
                           "not a .ckpt file); pass another --ckpt_path, or fit again") from None
