@@ -82,14 +82,18 @@ class BionicCLI(LightningCLI):
     # -- before anything is built: the run directory ------------------------------------------
     def before_instantiate_classes(self) -> None:
         self.run_dir = Path(self._cfg()["trainer"]["default_root_dir"] or "runs/default")
-        if self.subcommand != "fit":
+        fit = self.subcommand == "fit"
+        if not fit:
             self.save_config_callback = None  # only fit owns config.yaml; the others read it
-            check_run_dir(self.run_dir, create=False)
+        check_run_dir(self.run_dir, create=False)
+        if self.subcommand is None:  # run=False: built, not run
             return
         self.ident = identity(self._config_dict())
-        check_run_dir(self.run_dir, create=False)
-        refuse_other_config(self.run_dir, self.ident, self._recorded_identity())
-        check_run_dir(self.run_dir, create=True)
+        refuse_other_config(self.run_dir, self.ident, self._recorded_identity(), scoring=not fit)
+        if fit:
+            check_run_dir(self.run_dir, create=True)
+        else:
+            self.ident = None  # only a fit records it
 
     def _recorded_identity(self) -> dict | None:
         recorded = recorded_identity(self.run_dir)

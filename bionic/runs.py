@@ -43,7 +43,7 @@ RESUMABLE = (
     "trainer.logger", "trainer.profiler", "trainer.default_root_dir",
     "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy",
     "data.root", "data.cache_dir", "data.num_workers", "data.progress", "data.predict_path", "data.eval_batch_size",
-    "wandb.*", "ckpt_path", "config",
+    "wandb.*", "ckpt_path", "config", "verbose", "weights_only",
 )
 IDENTITY = "identity.json"
 
@@ -121,18 +121,23 @@ def _flat(tree, prefix: str = "") -> dict:
     return out
 
 
-def refuse_other_config(run_dir: Path, mine: dict, recorded: dict | None) -> None:
+def refuse_other_config(run_dir: Path, mine: dict, recorded: dict | None, scoring: bool = False) -> None:
     """One run directory, one config: a fit whose identity differs from the recorded one stops here,
-    before anything in the directory is written."""
+    before anything in the directory is written. Scoring (validate/test/predict) the directory's
+    checkpoints needs only the same network and training recipe (`model.*`)."""
     if recorded is None or recorded.get("hash") == mine["hash"]:
         return
     old, new = recorded.get("settings", {}), mine["settings"]
-    differ = sorted((k for k in old.keys() | new.keys() if old.get(k, "<unset>") != new.get(k, "<unset>")),
+    differ = sorted((k for k in old.keys() | new.keys() if old.get(k, "<unset>") != new.get(k, "<unset>")
+                     and (not scoring or k.startswith("model."))),
                     key=lambda k: (not k.endswith("class_path"), k))
+    if not differ:
+        return
     shown = ", ".join(f"{k}: {old.get(k, '<unset>')} -> {new.get(k, '<unset>')}" for k in differ[:3])
     more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
-    raise BionicError(f"{run_dir} holds a run of another config ({shown}{more}); pass another "
-                      f"--trainer.default_root_dir, or delete {run_dir} to start over")
+    todo = (f"pass --config {Path(run_dir) / 'config.yaml'}" if scoring else
+            f"pass another --trainer.default_root_dir, or delete {run_dir} to start over")
+    raise BionicError(f"{run_dir} holds a run of another config ({shown}{more}); {todo}")
 
 
 def recorded_identity(run_dir: Path) -> dict | None:

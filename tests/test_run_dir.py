@@ -140,3 +140,15 @@ def test_nothing_trained_to_score_is_one_line(capsys, tmp_path, fer_root, sub):
     line = one_error(*bionic(capsys, sub, *BASELINE, *tiny_fit_args(fer_root, tmp_path / "empty"),
                              "--data.predict_path", str(images))[::2])
     assert f"no checkpoint to {sub}" in line and "--ckpt_path" in line
+
+
+def test_scoring_a_folder_with_another_network_config_is_refused(capsys, tmp_path, fer_root):
+    run_dir = tmp_path / "run"
+    assert fit(capsys, run_dir, fer_root)[0] == 0
+    # the run's own config, with test-time settings changed, is fine
+    code, _, err = bionic(capsys, "test", "--config", str(run_dir / "config.yaml"), "--trainer.limit_test_batches", "1",
+                          "--data.batch_size", "8")
+    assert code == 0, err[-3000:]
+    # a config that describes another model would label the scores wrongly
+    line = one_error(*bionic(capsys, "test", "--config", str(run_dir / "config.yaml"), "--model.lr", "0.01")[::2])
+    assert "model.lr: 0.003 -> 0.01" in line and f"--config {run_dir / 'config.yaml'}" in line
