@@ -56,6 +56,7 @@ class BionicCLI(LightningCLI):
         kwargs.setdefault("parser_kwargs", {"exit_on_error": False, **{sub: recipe for sub in SUBCOMMANDS}}
                           if run else recipe)
         self.run_dir: Path | None = None
+        self.config_dict: dict = {}
         self.ident: dict | None = None
         self._checkpoint: tuple[str, dict] | None = None  # (path, contents) once read
         super().__init__(*args, run=run, **kwargs)
@@ -75,20 +76,21 @@ class BionicCLI(LightningCLI):
     def _cfg(self):
         return self.config[self.subcommand] if self.subcommand else self.config
 
-    def _config_dict(self) -> dict:
-        dumped = json.loads(self.parser.dump(self.config, format="json", skip_check=True))
-        return dumped[self.subcommand] if self.subcommand else dumped
+    def _cfg_init(self):
+        return self.config_init[self.subcommand] if self.subcommand else self.config_init
 
     # -- before anything is built: the run directory ------------------------------------------
     def before_instantiate_classes(self) -> None:
         self.run_dir = Path(self._cfg()["trainer"]["default_root_dir"] or "runs/default")
+        dumped = json.loads(self.parser.dump(self.config, format="json", skip_check=True))
+        self.config_dict = dumped[self.subcommand] if self.subcommand else dumped  # as config.yaml records it
         fit = self.subcommand == "fit"
         if not fit:
             self.save_config_callback = None  # only fit owns config.yaml; the others read it
         check_run_dir(self.run_dir, create=False)
         if self.subcommand is None:  # run=False: built, not run
             return
-        self.ident = identity(self._config_dict())
+        self.ident = identity(self.config_dict)
         refuse_other_config(self.run_dir, self.ident, self._recorded_identity(), scoring=not fit)
         if fit:
             check_run_dir(self.run_dir, create=True)
@@ -111,7 +113,7 @@ class BionicCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs):
         trainer = self._cfg_init()["trainer"]
         callbacks = list(trainer.get("callbacks") or [])
-        callbacks += run_callbacks(self.run_dir, self._config_dict(), self.ident,
+        callbacks += run_callbacks(self.run_dir, self.config_dict, self.ident,
                                    checkpoints=trainer.get("enable_checkpointing") is not False)
         if self.subcommand == "predict":
             from bionic.predict import PredictionWriter
@@ -122,9 +124,6 @@ class BionicCLI(LightningCLI):
             logger = self._wandb_logger() if self.subcommand in ("fit", "test") else False
         kwargs = {"default_root_dir": str(self.run_dir), "callbacks": callbacks, "logger": logger, **kwargs}
         return super().instantiate_trainer(**kwargs)
-
-    def _cfg_init(self):
-        return self.config_init[self.subcommand] if self.subcommand else self.config_init
 
     def _wandb_logger(self):
         settings = self._cfg()["wandb"]

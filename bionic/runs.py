@@ -163,7 +163,7 @@ def read_checkpoint(path: Path) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated archives and non-checkpoints fail in many ways
         raise BionicError(f"{path} is not a readable checkpoint ({type(exc).__name__}: it is truncated or "
-                          "not a .ckpt file); pass another --ckpt_path, or fit again") from None
+                          "not a .ckpt file); pass another --ckpt_path, or delete it and fit again") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise BionicError(f"{path} is not a Lightning checkpoint (no state_dict); pass a run's checkpoints/best.ckpt")
     return ckpt
