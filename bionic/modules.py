@@ -58,7 +58,7 @@ class EmotionClassifier(L.LightningModule):
         self.val_metrics = scalar_metrics().clone(prefix="val/")
         self.test_metrics = full_metrics()
         self.test_results: dict = {}
-        self._resumed: dict | None = None
+        self._resumed: tuple[list, list] | None = None  # the checkpoint's scheduler and optimizer states
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -133,13 +133,15 @@ class EmotionClassifier(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint):
         # Lightning restores the optimizer and schedulers after configure_optimizers, from this dict.
-        self._resumed = checkpoint
+        self._resumed = (checkpoint.get("lr_schedulers") or [], checkpoint.get("optimizer_states") or [])
 
     def _fit_resumed_schedule(self, total: int) -> None:
         """A resumed fit may train longer (or shorter) than the one that saved the checkpoint."""
         if self._resumed is None:
             return
-        for state, opt in zip(self._resumed.get("lr_schedulers") or [], self._resumed.get("optimizer_states") or []):
+        schedulers, optimizers = self._resumed
+        self._resumed = None
+        for state, opt in zip(schedulers, optimizers):
             if state.get("total_steps", total) != total:
                 raise BionicError(
                     f"this run's one-cycle schedule was built for {state['total_steps']} steps and this fit needs "
