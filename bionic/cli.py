@@ -1,19 +1,31 @@
-"""LightningCLI for BioNIC: configs are the interface; every run owns one directory."""
+"""LightningCLI for BioNIC: configs are the interface; every run owns one directory (bionic.runs).
+
+From command to files: the config is parsed (bionic/recipe.yaml first, then each --config);
+the run directory (trainer.default_root_dir) is checked, and for `fit` its identity compared with
+the one recorded there; the Trainer gets bionic.runs.run_callbacks (checkpoints, history,
+metrics.json) and, for `predict`, bionic.predict.PredictionWriter; then the subcommand runs.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import netrc
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
+from urllib.parse import urlparse
 
 from lightning.pytorch.cli import LightningCLI
 
-from bionic import EMOTIONS
 from bionic.errors import BionicError
-from bionic.runs import RunRecorder, best_epoch, checkpoint_callbacks, read_history, write_json
+from bionic.runs import (check_checkpoint_fits, check_run_dir, identity, read_checkpoint, recorded_identity,
+                         refuse_other_config, run_callbacks)
+
+RECIPE = Path(__file__).with_name("recipe.yaml")
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
 @dataclass
@@ -26,7 +38,7 @@ class WandbSettings:
         name: run name (default: the run directory's name).
         job_type: e.g. ``train`` or ``ablation``.
         tags: free tags.
-        mode: ``offline`` (default), ``online``, or ``disabled`` (no W&B at all).
+        mode: ``offline`` (default), ``online`` (needs ``wandb login``), or ``disabled`` (no W&B at all).
     """
 
     project: str = "bionic"
@@ -38,172 +50,199 @@ class WandbSettings:
 
 
 class BionicCLI(LightningCLI):
+    def __init__(self, *args, run: bool = True, **kwargs):
+        # Parse errors are raised, not printed with the usage, so run_cli can say them in one line.
+        recipe = {"default_config_files": [str(RECIPE)], "exit_on_error": False}
+        kwargs.setdefault("parser_kwargs", {"exit_on_error": False, **{sub: recipe for sub in SUBCOMMANDS}}
+                          if run else recipe)
+        self.run_dir: Path | None = None
+        self.config_dict: dict = {}
+        self.ident: dict | None = None
+        self._checkpoint: tuple[str, dict] | None = None  # (path, contents) once read
+        super().__init__(*args, run=run, **kwargs)
+
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, args)
+        # LightningCLI reads a --ckpt_path's hyperparameters right after parsing: a file that is
+        # missing, truncated or not a checkpoint is said in one line first.
+        sub = self.config.get("subcommand")
+        path = self.config[sub].get("ckpt_path") if sub else None
+        if path is not None:
+            self._checkpoint = (path, read_checkpoint(path))
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_class_arguments(WandbSettings, "wandb")
 
-    # -- the run directory ------------------------------------------------------------------
-    @property
-    def run_dir(self) -> Path:
-        root = self.config_init[self.subcommand]["trainer"].get("default_root_dir")
-        return Path(root or "runs/default")
-
     def _cfg(self):
-        return self.config[self.subcommand]
+        return self.config[self.subcommand] if self.subcommand else self.config
 
+    def _cfg_init(self):
+        return self.config_init[self.subcommand] if self.subcommand else self.config_init
+
+    # -- before anything is built: the run directory ------------------------------------------
     def before_instantiate_classes(self) -> None:
-        # Only fit owns config.yaml; test/predict read it and must not rewrite it.
-        if self.subcommand != "fit":
-            self.save_config_callback = None
+        self.run_dir = Path(self._cfg()["trainer"]["default_root_dir"] or "runs/default")
+        dumped = json.loads(self.parser.dump(self.config, format="json", skip_check=True))
+        self.config_dict = dumped[self.subcommand] if self.subcommand else dumped  # as config.yaml records it
+        fit = self.subcommand == "fit"
+        if not fit:
+            self.save_config_callback = None  # only fit owns config.yaml; the others read it
+        check_run_dir(self.run_dir, create=False)
+        if self.subcommand is None:  # run=False: built, not run
+            return
+        self.ident = identity(self.config_dict)
+        refuse_other_config(self.run_dir, self.ident, self._recorded_identity(), scoring=not fit)
+        if fit:
+            check_run_dir(self.run_dir, create=True)
+        else:
+            self.ident = None  # only a fit records it
 
-    def _instantiate_trainer(self, config, callbacks):
-        run_dir = Path(config.get("default_root_dir") or "runs/default")
-        config["default_root_dir"] = str(run_dir)
-        callbacks = list(callbacks)
-        # Present for every subcommand (they only write during fit), so restoring a checkpoint
-        # finds the callbacks that made it and Lightning adds no default checkpointer of its own.
-        if config.get("enable_checkpointing", True) is not False:
-            callbacks += checkpoint_callbacks(run_dir)
-        callbacks.append(RunRecorder(run_dir))
-        if config.get("logger") in (None, True):
-            config["logger"] = self._wandb_logger(run_dir) if self.subcommand in ("fit", "test") else False
-        return super()._instantiate_trainer(config, callbacks)
+    def _recorded_identity(self) -> dict | None:
+        recorded = recorded_identity(self.run_dir)
+        old_config = self.run_dir / "config.yaml"
+        if recorded is None and old_config.is_file():
+            # A folder fitted before identity.json existed: its config.yaml says what it holds.
+            try:
+                recorded = identity(json.loads(self.parser.dump(
+                    self.parser.parse_args(["fit", "--config", str(old_config)]), format="json"))["fit"])
+            except (SystemExit, Exception):
+                raise BionicError(f"{self.run_dir} holds a run whose config.yaml no longer parses; pass another "
+                                  f"--trainer.default_root_dir, or delete {self.run_dir} to start over") from None
+        return recorded
 
-    def _wandb_logger(self, run_dir: Path):
+    def instantiate_trainer(self, **kwargs):
+        trainer = self._cfg_init()["trainer"]
+        callbacks = list(trainer.get("callbacks") or [])
+        callbacks += run_callbacks(self.run_dir, self.config_dict, self.ident,
+                                   checkpoints=trainer.get("enable_checkpointing") is not False)
+        if self.subcommand == "predict":
+            from bionic.predict import PredictionWriter
+
+            callbacks.append(PredictionWriter(self.run_dir))
+        logger = trainer.get("logger")
+        if logger in (None, True):
+            logger = self._wandb_logger() if self.subcommand in ("fit", "test") else False
+        kwargs = {"default_root_dir": str(self.run_dir), "callbacks": callbacks, "logger": logger, **kwargs}
+        return super().instantiate_trainer(**kwargs)
+
+    def _wandb_logger(self):
         settings = self._cfg()["wandb"]
         if settings.mode == "disabled":
             return False
         if settings.mode not in ("offline", "online"):
             raise BionicError(f"wandb.mode must be offline, online or disabled, not '{settings.mode}'")
+        if settings.mode == "online" and not wandb_logged_in():
+            raise BionicError("wandb.mode online needs a W&B account on this machine: run `wandb login` "
+                              "(or set WANDB_API_KEY), or use --wandb.mode offline and `wandb sync` later")
         os.environ.setdefault("WANDB_SILENT", "true")
         from lightning.pytorch.loggers import WandbLogger
 
-        run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         # One W&B id per run directory: fit, its resumption and its test all land in one W&B run.
-        run_id = hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:12]
+        run_id = hashlib.sha1(str(self.run_dir.resolve()).encode()).hexdigest()[:12]
         return WandbLogger(
-            project=settings.project, group=settings.group, name=settings.name or run_dir.name,
-            job_type=settings.job_type, tags=list(settings.tags), save_dir=str(run_dir), offline=settings.mode == "offline",
-            id=run_id, resume="allow",
+            project=settings.project, group=settings.group, name=settings.name or self.run_dir.name,
+            job_type=settings.job_type, tags=list(settings.tags), save_dir=str(self.run_dir),
+            offline=settings.mode == "offline", id=run_id, resume="allow",
         )
 
     # -- subcommand hooks --------------------------------------------------------------------
     def before_fit(self) -> None:
         last = self.run_dir / "checkpoints" / "last.ckpt"
-        if self.config_init["fit"].get("ckpt_path") is None and last.is_file():
+        ckpt = self.config_init["fit"].get("ckpt_path")
+        if ckpt is None and last.is_file():
             print(f"resuming from {last} (delete {self.run_dir} to start over)", file=sys.stderr)
-            self.config_init["fit"]["ckpt_path"] = str(last)
-        self._log_run_facts()
+            ckpt = self.config_init["fit"]["ckpt_path"] = str(last)
+        if ckpt is not None:
+            self._check_fits(ckpt)
 
     def after_fit(self) -> None:
-        self._finish_wandb()
+        _finish_wandb()
 
-    def before_test(self) -> None:
-        best = self.run_dir / "checkpoints" / "best.ckpt"
-        if self.config_init["test"].get("ckpt_path") is None:
-            if not best.is_file():
-                raise BionicError(f"no checkpoint to test: pass --ckpt_path, or fit first so {best} exists")
-            self.config_init["test"]["ckpt_path"] = str(best)
+    def _trained_checkpoint(self) -> None:
+        """validate / test / predict score trained weights: --ckpt_path, else the run's best.ckpt
+        (last.ckpt when the fit had no validation to choose a best by). Never the untrained model."""
+        sub = self.subcommand
+        ckpt = self.config_init[sub].get("ckpt_path")
+        if ckpt is None:
+            best, last = (self.run_dir / "checkpoints" / f"{name}.ckpt" for name in ("best", "last"))
+            if best.is_file():
+                ckpt = best
+            elif last.is_file():
+                ckpt = last
+            else:
+                raise BionicError(f"no checkpoint to {sub}: pass --ckpt_path, or fit first so {best} exists")
+            print(f"{sub}: using {ckpt} (--ckpt_path chooses another)", file=sys.stderr)
+        self._check_fits(ckpt)
+        self.config_init[sub]["ckpt_path"] = str(ckpt)
+
+    def _check_fits(self, path) -> None:
+        read = self._checkpoint if self._checkpoint and self._checkpoint[0] == str(path) else None
+        check_checkpoint_fits(read[1] if read else read_checkpoint(path), path, self.model)
+
+    before_validate = before_test = before_predict = _trained_checkpoint
 
     def after_test(self) -> None:
-        self._write_metrics()
-        self._finish_wandb()
+        _finish_wandb()
 
-    def after_predict(self) -> None:
-        import torch
 
-        files = self.datamodule.predict_files
-        probs = torch.cat(self.model.predictions) if self.model.predictions else torch.empty(0, len(EMOTIONS))
-        lines = ["file,emotion," + ",".join(f"p_{e}" for e in EMOTIONS)]
-        for f, p in zip(files, probs.tolist()):
-            lines.append(f"{f},{EMOTIONS[int(torch.tensor(p).argmax())]}," + ",".join(f"{v:.4f}" for v in p))
-        print("\n".join(lines))
-        out = self.run_dir / "predictions.csv"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text("\n".join(lines) + "\n")
-        print(f"wrote {out}", file=sys.stderr)
+def wandb_logged_in() -> bool:
+    """An API key for W&B's server in the environment or ~/.netrc, where `wandb login` puts it."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
 
-    # -- what a run records ------------------------------------------------------------------
-    def _run_facts(self) -> dict:
-        net = self.model.net
-        return {
-            "model": type(net).__name__,
-            "params": self.model.n_params,
-            "synapses": getattr(net, "n_synapses", None),
-            "wiring_source": getattr(net, "wiring_source", None),
-            "seed": self._cfg().get("seed_everything"),
-        }
 
-    def _log_run_facts(self) -> None:
-        facts = self._run_facts()
-        print(f"{facts['model']}: {facts['params']:,} parameters"
-              + (f", {facts['synapses']:,} unmasked synapses" if facts["synapses"] is not None else ""),
-              file=sys.stderr)
-        if facts["wiring_source"]:
-            print(f"wiring: {facts['wiring_source']}", file=sys.stderr)
-        if self.trainer.logger is not None:
-            self.trainer.logger.log_hyperparams({"config": self._config_dict(), **facts})
+def _finish_wandb() -> None:
+    # Several runs in one process (tests, sweeps) would otherwise log into one W&B run.
+    if "wandb" in sys.modules:
+        import wandb
 
-    def _config_dict(self) -> dict:
-        import json
+        if wandb.run is not None:
+            wandb.finish()
 
-        return json.loads(self.parser.dump(self.config, format="json", skip_check=True))[self.subcommand]
 
-    def _write_metrics(self) -> None:
-        run_dir = self.run_dir
-        results = dict(self.model.test_results)
-        history = read_history(run_dir)
-        epoch, best_val = best_epoch(history)
-        times = [h["time_s"] for h in history if "time_s" in h]
-        ckpt = self.config_init["test"].get("ckpt_path")
-        splits = self.datamodule.split_summary() if hasattr(self.datamodule, "split_summary") else None
-        if hasattr(self.datamodule, "split_ids") and self.datamodule.split_ids() is not None:
-            write_json(run_dir / "splits.json", self.datamodule.split_ids())
-        test_loss = self.trainer.callback_metrics.get("test/loss")
-        metrics = {
-            **self._run_facts(),
-            "run_dir": str(run_dir),
-            "ckpt_path": str(ckpt),
-            **{k: v for k, v in results.items() if k.startswith("test/")},
-            "test/loss": float(test_loss) if test_loss is not None else None,
-            "per_class": results.get("per_class"),
-            "confusion_matrix": results.get("confusion_matrix"),
-            "best_epoch": epoch,
-            "epochs_trained": len(history),
-            "best_val_acc": best_val,
-            "time_per_epoch_s": sum(times) / len(times) if times else None,
-            "history": history,
-            "splits": splits,
-            "config": self._config_dict(),
-        }
-        write_json(run_dir / "metrics.json", metrics)
-        if results.get("confusion_matrix"):
-            from bionic.metrics import plot_confusion
+def check_config_files(argv: list[str]) -> None:
+    """Each --config file exists and is YAML; the parser's own message would not name the file."""
+    import yaml
 
-            plot_confusion(results["confusion_matrix"], run_dir / "confusion_matrix.png",
-                           f"{metrics['model']} test acc {metrics['test/acc']:.3f}")
-        print(f"test/acc {metrics['test/acc']:.4f}  test/f1_macro {metrics['test/f1_macro']:.4f}  "
-              f"-> {run_dir / 'metrics.json'}", file=sys.stderr)
-
-    def _finish_wandb(self) -> None:
-        # Several runs in one process (tests, sweeps) would otherwise log into one W&B run.
-        if "wandb" in sys.modules:
-            import wandb
-
-            if wandb.run is not None:
-                wandb.finish()
+    paths = [b for a, b in zip(argv, argv[1:]) if a == "--config"] + [a[9:] for a in argv if a.startswith("--config=")]
+    for path in map(Path, paths):
+        if not path.exists():
+            if path.suffix in (".yaml", ".yml"):
+                raise BionicError(f"no config file {path}")
+            continue  # jsonargparse also takes a YAML string in place of a file
+        try:
+            yaml.safe_load(path.read_text())
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BionicError(f"cannot read the config file {path} ({exc}); pass a YAML file") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or "not valid YAML"
+            raise BionicError(f"{path} is not valid YAML{where}: {problem}; fix the file") from None
 
 
 def run_cli(argv: list[str] | None = None) -> None:
+    from jsonargparse import ArgumentError
+
     from bionic.data import FER2013DataModule
     from bionic.modules import EmotionClassifier
 
     try:
-        BionicCLI(
-            EmotionClassifier,
-            FER2013DataModule,
-            args=argv,
-            save_config_kwargs={"overwrite": True},
-        )
+        check_config_files(list(sys.argv[1:] if argv is None else argv))
+        # args only when they are not the command line itself, which LightningCLI would warn about
+        args = None if argv is None or list(argv) == sys.argv[1:] else argv
+        BionicCLI(EmotionClassifier, FER2013DataModule, args=args, save_config_kwargs={"overwrite": True})
+    except ArgumentError as exc:
+        sub = next((a for a in (argv or sys.argv[1:]) if a in SUBCOMMANDS), None)
+        hint = f"python -m bionic {sub} --help" if sub else "python -m bionic --help"
+        print(f"error: {' '.join(str(exc).split())} ({hint} lists the options)", file=sys.stderr)
+        sys.exit(2)
     except BionicError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from jsonargparse.typing import ClosedUnitInterval, NonNegativeFloat, PositiveFloat
 from torch import nn
 
 from bionic.errors import BionicError
@@ -20,10 +22,12 @@ class EmotionClassifier(L.LightningModule):
     Args:
         net: the network (``bionic.nets.BaselineCNN`` or ``bionic.nets.BioNIC``).
         optimizer: ``adamw`` (decoupled weight decay) or ``adam`` (L2 in the gradient).
-        lr: peak learning rate.
+        lr: peak learning rate (> 0).
         weight_decay: 0 turns it off (the ``no_weight_decay`` ablation).
-        label_smoothing: 0 turns it off (the ``no_label_smoothing`` ablation).
+        label_smoothing: in [0, 1]; 0 turns it off (the ``no_label_smoothing`` ablation).
         scheduler: ``onecycle``, ``cosine``, ``plateau`` or null (the ``no_lr_scheduler`` ablation).
+            Training a finished run further (a larger ``trainer.max_epochs``) stretches ``cosine`` to
+            the new length from where it stands; ``onecycle`` cannot be stretched and is refused.
         hebbian: Hebbian plasticity with homeostasis after each optimizer step (BioNIC only).
         plasticity: the plasticity rule's hyperparameters.
     """
@@ -32,9 +36,9 @@ class EmotionClassifier(L.LightningModule):
         self,
         net: nn.Module,
         optimizer: str = "adamw",
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        label_smoothing: float = 0.1,
+        lr: PositiveFloat = 3e-3,
+        weight_decay: NonNegativeFloat = 1e-4,
+        label_smoothing: ClosedUnitInterval = 0.1,
         scheduler: Optional[str] = "onecycle",
         hebbian: bool = False,
         plasticity: Plasticity = Plasticity(),
@@ -44,6 +48,8 @@ class EmotionClassifier(L.LightningModule):
             raise BionicError(f"model.optimizer must be 'adam' or 'adamw', not '{optimizer}'")
         if scheduler not in (None, "onecycle", "cosine", "plateau"):
             raise BionicError(f"model.scheduler must be onecycle, cosine, plateau or null, not '{scheduler}'")
+        # The parser's checked types are float subclasses; plain floats keep checkpoints portable.
+        lr, weight_decay, label_smoothing = float(lr), float(weight_decay), float(label_smoothing)
         self.save_hyperparameters(ignore=["net"])
         self.net = net
         # LightningCLI hands the parsed settings over as a mapping; one Plasticity from here on.
@@ -52,7 +58,7 @@ class EmotionClassifier(L.LightningModule):
         self.val_metrics = scalar_metrics().clone(prefix="val/")
         self.test_metrics = full_metrics()
         self.test_results: dict = {}
-        self.predictions: list[torch.Tensor] = []
+        self._resumed: tuple[list, list] | None = None  # the checkpoint's scheduler and optimizer states
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -95,9 +101,7 @@ class EmotionClassifier(L.LightningModule):
 
     def predict_step(self, batch, batch_idx):
         x, _ = batch
-        probs = self(x).softmax(-1)
-        self.predictions.append(probs.cpu())
-        return probs
+        return self(x).softmax(-1)
 
     def configure_callbacks(self):
         if not self.hparams.hebbian:
@@ -118,10 +122,37 @@ class EmotionClassifier(L.LightningModule):
         if hp.scheduler == "plateau":
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=3)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "monitor": "val/acc"}}
-        total = self.trainer.estimated_stepping_batches
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        self._fit_resumed_schedule(total)
         if hp.scheduler == "onecycle":
-            sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=max(int(total), 1),
+            sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=total,
                                                         pct_start=0.15)
         else:
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(int(total), 1))
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_load_checkpoint(self, checkpoint):
+        # Lightning restores the optimizer and schedulers after configure_optimizers, from this dict.
+        self._resumed = (checkpoint.get("lr_schedulers") or [], checkpoint.get("optimizer_states") or [])
+
+    def _fit_resumed_schedule(self, total: int) -> None:
+        """A resumed fit may train longer (or shorter) than the one that saved the checkpoint."""
+        if self._resumed is None:
+            return
+        schedulers, optimizers = self._resumed
+        self._resumed = None
+        for state, opt in zip(schedulers, optimizers):
+            if state.get("total_steps", total) != total:
+                raise BionicError(
+                    f"this run's one-cycle schedule was built for {state['total_steps']} steps and this fit needs "
+                    f"{total}; one-cycle cannot be stretched: train it into a new run directory (another "
+                    "--trainer.default_root_dir), with --model.scheduler cosine if it should be extendable")
+            if state.get("T_max", total) != total:
+                # Cosine, re-planned for the new length: the lr at the current step is set to where
+                # that plan stands, and the schedule's own steps carry on from there.
+                step, low = state["last_epoch"], state.get("eta_min", 0.0)
+                lrs = [low + (base - low) * (1 + math.cos(math.pi * min(step, total) / total)) / 2
+                       for base in state["base_lrs"]]
+                for group, lr in zip(opt["param_groups"], lrs):
+                    group["lr"] = lr
+                state.update(T_max=total, _last_lr=lrs)

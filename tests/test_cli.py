@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from bionic import EMOTIONS
 from conftest import REPO, bionic_cmd, tiny_fit_args
 
 
@@ -96,12 +99,13 @@ def test_predict_any_size_and_colour(fer_root, tmp_path):
     r = run(["predict", "--config", str(run_dir / "config.yaml"), "--ckpt_path",
              str(run_dir / "checkpoints" / "best.ckpt"), "--data.predict_path", str(images), "--data.faces", "false"])
     assert r.returncode == 0, r.stderr[-3000:]
-    rows = [line.split(",") for line in r.stdout.strip().splitlines()[1:]]
-    assert [row[0].rsplit("/", 1)[-1] for row in rows] == ["colour.png", "grey64.jpg"]
+    # bionic.predict.PredictionWriter's table: a row per image (or per face found in it)
+    rows = list(csv.DictReader((run_dir / "predictions.csv").open()))
+    assert sorted({Path(row["file"]).name for row in rows}) == ["colour.png", "grey64.jpg"]
+    assert len(rows) == 2, "faces off: one row per image, each image classified whole"
     for row in rows:
-        probs = list(map(float, row[2:]))
-        assert len(probs) == 7 and abs(sum(probs) - 1) < 1e-3
-        assert row[1] in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+        probs = [float(row[f"p_{e}"]) for e in EMOTIONS]
+        assert abs(sum(probs) - 1) < 1e-3 and row["emotion"] == EMOTIONS[probs.index(max(probs))]
 
 
 def test_hebbian_on_the_baseline_is_refused(fer_root, tmp_path):
