@@ -42,7 +42,7 @@ RESUMABLE = (
     "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps",
     "trainer.logger", "trainer.profiler", "trainer.default_root_dir",
     "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy",
-    "data.root", "data.cache_dir", "data.num_workers", "data.progress", "data.predict_path", "data.eval_batch_size",
+    "data.root", "data.cache_dir", "data.num_workers", "data.progress", "data.predict_path", "data.faces", "data.eval_batch_size",
     "wandb.*", "ckpt_path", "config", "verbose", "weights_only",
 )
 IDENTITY = "identity.json"
