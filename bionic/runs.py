@@ -93,12 +93,16 @@ def check_run_dir(run_dir: Path, create: bool) -> None:
     if not create:
         return
     probe = run_dir / f".write-test-{os.getpid()}"
+    made = [d for d in (run_dir, *run_dir.parents) if not d.exists()]  # deepest first
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe.touch()
         probe.unlink()
     except OSError as exc:
         raise BionicError(f"cannot write the run directory {run_dir} ({exc.strerror}); {what}") from None
+    # Only a probe: a run that stops later on bad input leaves no empty folder behind.
+    for d in made:
+        d.rmdir()
 
 
 def identity(config: dict) -> dict:
