@@ -433,6 +433,15 @@ def markdown(rows: list[dict], missing: list[Missing], runs_dir: Path, ref: str,
 
 
 # ---------------------------------------------------------------------------- figures
+def _save(fig, path: Path, dpi: int) -> str:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path.name
+
+
 def figures(rows: list[dict], variants: list[VariantRuns], out: Path, ref: str) -> list[str]:
     import matplotlib
 
@@ -458,10 +467,7 @@ def figures(rows: list[dict], variants: list[VariantRuns], out: Path, ref: str) 
         ax.set_xlabel(f"test accuracy change vs {ref} (points)")
         ax.set_title("bars: ours, mean over seeds; x: the paper", fontsize=9)
         ax.legend(loc="best", fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / "delta_accuracy.png", dpi=120)
-        plt.close(fig)
-        made.append("delta_accuracy.png")
+        made.append(_save(fig, out / "delta_accuracy.png", dpi=120))
     # 2. confusion matrices, summed over seeds, each row normalized (recall on the diagonal)
     with_cm = [vr for vr in variants if any(m.get("confusion_matrix") for m in vr.metrics)]
     if with_cm:
@@ -486,10 +492,7 @@ def figures(rows: list[dict], variants: list[VariantRuns], out: Path, ref: str) 
                         color="white" if norm[i][i] > 0.5 else "black")
         fig.supxlabel("predicted")
         fig.supylabel("true")
-        fig.tight_layout()
-        fig.savefig(out / "confusion_matrices.png", dpi=110)
-        plt.close(fig)
-        made.append("confusion_matrices.png")
+        made.append(_save(fig, out / "confusion_matrices.png", dpi=110))
     # 3. training curves: mean over seeds per epoch
     with_hist = [vr for vr in variants if any(m.get("history") for m in vr.metrics)]
     if with_hist:
@@ -511,10 +514,7 @@ def figures(rows: list[dict], variants: list[VariantRuns], out: Path, ref: str) 
         a1.set(xlabel="epoch", ylabel="val/acc (mean over seeds)")
         a2.set(xlabel="epoch", ylabel="train/loss (mean over seeds)")
         a2.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
-        fig.tight_layout()
-        fig.savefig(out / "training_curves.png", dpi=110)
-        plt.close(fig)
-        made.append("training_curves.png")
+        made.append(_save(fig, out / "training_curves.png", dpi=110))
     return made
 
 
