@@ -94,3 +94,18 @@ def test_training_is_bit_identical_to_the_multiplying_formulation(monkeypatch):
     assert old.keys() == new.keys()
     for key in old:
         assert torch.equal(old[key], new[key]), key
+
+
+def test_kernel_under_autocast_matches_the_masked_product():
+    x, weight, bias, mask, grad = masked_problem(32, 40, 30, 0.1, seed=4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ref = F.linear(x, weight * mask, bias)
+        out = masked_linear(x, weight, bias, mask)
+    assert out.dtype == ref.dtype == torch.bfloat16
+    ref_grads = torch.autograd.grad(ref, (x, weight, bias), grad.to(ref.dtype))
+    grads = torch.autograd.grad(out, (x, weight, bias), grad.to(out.dtype))
+    assert torch.equal(out, ref)
+    for got, want in zip(grads, ref_grads):
+        assert got.dtype == want.dtype == torch.float32
+        assert torch.allclose(got, want, rtol=2e-2, atol=2e-2)
+    assert torch.all(grads[1][mask == 0] == 0)

@@ -79,12 +79,14 @@ class _MaskedLinearFunction(torch.autograd.Function):
     def backward(ctx, grad):
         x, weight, mask = ctx.saved_tensors
         grad_x = grad_w = grad_b = None
+        # Under autocast the forward ran in the lower precision of `grad`; so does the backward
+        # (autograd casts each gradient back to its input's dtype). Without it, no-op casts.
         g2 = grad.reshape(-1, grad.shape[-1])
         if ctx.needs_input_grad[0]:
-            grad_x = grad.matmul(weight)
+            grad_x = grad.matmul(weight.to(grad.dtype))
         if ctx.needs_input_grad[1]:
             # g^T x, the product autograd forms for F.linear's weight (bit for bit the same sums)
-            grad_w = g2.t().mm(x.reshape(-1, x.shape[-1])) * mask
+            grad_w = g2.t().mm(x.reshape(-1, x.shape[-1]).to(grad.dtype)) * mask
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = g2.sum(0)
         return grad_x, grad_w, grad_b, None
