@@ -112,7 +112,7 @@ class EmotionClassifier(L.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         opt_cls = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
-        optimizer = opt_cls(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay, fused=True)
+        optimizer = opt_cls(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
         if hp.scheduler is None:
             return optimizer
         if hp.scheduler == "plateau":
