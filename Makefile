@@ -24,7 +24,7 @@ help:
 	@echo "make ablations   every variant x SEEDS, then the report (EPOCHS= VARIANTS= RUNS= JOBS= ARGS=)"
 	@echo "make sweep       create a W&B grid sweep over variant x seed"
 	@echo "make report      tables and figures from $(RUNS)/ into results/"
-	@echo "make bench       speed and memory, side by side, into bench.json"
+	@echo "make bench       speed, memory, a full epoch, start-up and a short matrix, into bench.json"
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -78,7 +78,7 @@ report: install
 	$(PY) -m bionic report $(RUNS) --out $(or $(REPORT),$(if $(filter runs,$(RUNS)),results,$(RUNS)/results)) --seeds $(SEEDS) $(if $(VARIANTS),--variants $(VARIANTS),--matrix)
 
 bench: install
-	$(PY) -m bionic bench --data.root $(DATA) $(ARGS)
+	$(PY) -m bionic bench --data.root $(DATA) --full $(ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

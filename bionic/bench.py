@@ -2,6 +2,7 @@
 
     python -m bionic bench [--data.root DIR] [--steps N] [--warmup N] [--batch-size 64]
                            [--out bench.json] [--threads N] [--profile] [--check]
+                           [--epoch [--epoch-threads N]] [--startup] [--full]
                            [--matrix [--matrix-jobs J] [--matrix-epochs 1] [--matrix-variants ...]]
                            [-- extra LightningCLI args for every model and matrix run]
 
@@ -12,6 +13,11 @@ off (checkpoints, logger, validation, early stopping). A StepTimer callback time
 plasticity hooks inside it; figures are medians over the measured steps, so a busy machine's worst
 moments do not set them, and the load average is recorded beside them. TARGETS is the one table of
 targets, each checked in the same run (ratios, so the machine cancels out).
+
+--epoch times one full epoch of the baseline and of BioNIC on every core against the FLOP floor
+(training FLOPs of the epoch, the masked matrices counted as dense products, / fp32 GEMM rate at
+the same threads); --startup times a fit from process start to its first step; --matrix a short
+ablation matrix one run at a time and --matrix-jobs at a time. --full (make bench) does all three.
 """
 
 from __future__ import annotations
@@ -49,6 +55,14 @@ VARIANTS = {
     "bionic_no_plasticity": (["configs/bionic.yaml", "ablations/no_hebbian.yaml"], []),
 }
 INFERENCE_VARIANTS = ("baseline", "bionic")  # no_plasticity is the same network at inference
+EPOCH_VARIANTS = ("baseline", "bionic")
+# How a fit is started for the start-up timing: the project's own entry point (tests swap it).
+FIT = [sys.executable, "-m", "bionic", "fit"]
+# The short matrix of --matrix: a few variants of both families, seed 0, capped batches, so the
+# figure is the runner's parallelism (start-up, fit and test of several runs) in minutes.
+SHORT_MATRIX = ("baseline", "bionic", "no_hebbian", "no_layer_norm")
+SHORT_MATRIX_ARGS = ("--trainer.limit_train_batches", "60", "--trainer.limit_val_batches", "10",
+                     "--trainer.limit_test_batches", "10")
 
 
 class Target(NamedTuple):
@@ -68,7 +82,24 @@ TARGETS = (
     Target("data_vs_model", "data pipeline samples/s / fastest model's training samples/s",
            lambda r: r["data"]["samples_per_s"] / r["data"]["model_samples_per_s"], ">=", 5.0),
     Target("cached_load_s", "cached FER-2013 load (s)", lambda r: r["data"]["cached_load_s"], "<", 2.0),
+    Target("bionic_epoch_vs_floor", "BioNIC training epoch / its FLOP floor (all cores)",
+           lambda r: _get(r, "epoch", "bionic", "vs_floor"), "<=", 2.5),
+    Target("baseline_epoch_vs_floor", "baseline training epoch / its FLOP floor (all cores)",
+           lambda r: _get(r, "epoch", "baseline", "vs_floor"), "<=", 2.5),
+    Target("matrix_parallel_speedup", "short matrix: jobs=1 wall / jobs=2 wall",
+           lambda r: _get(r, "matrix", "speedup"), ">=", 1.7),
+    Target("startup_s", "fit: process start to first training step, cached data (s)",
+           lambda r: _get(r, "startup", "startup_s"), "<=", 5.0),
 )
+
+
+def _get(result: dict, *keys):
+    """result[k1][k2]..., None when any level is missing or None (that figure was not measured)."""
+    for key in keys:
+        if not isinstance(result, dict) or result.get(key) is None:
+            return None
+        result = result[key]
+    return result
 
 
 def check_targets(result: dict, targets=TARGETS) -> dict:
@@ -99,15 +130,27 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", action="store_true",
                    help="torch.profiler over the measured steps; tables go beside --out as profile_<variant>.txt")
     p.add_argument("--check", action="store_true", help="exit 1 when a ratio target is missed")
+    p.add_argument("--epoch", action="store_true",
+                   help="also time one full training epoch (and its validation) of the baseline and BioNIC "
+                        "through the Lightning loop on --epoch-threads threads, against the FLOP floor")
+    p.add_argument("--epoch-threads", type=positive, default=None,
+                   help="torch threads of the epoch timing (default: every usable core)")
+    p.add_argument("--startup", action="store_true",
+                   help="also time a fit's start-up: `python -m bionic fit` from process start to its first "
+                        "training step, data cached (best of --startup-runs)")
+    p.add_argument("--startup-runs", type=positive, default=2)
     p.add_argument("--matrix", action="store_true",
-                   help="also time the whole ablation matrix (1 seed, short budget) sequential vs --matrix-jobs")
+                   help="also time a short ablation matrix (seed 0, --matrix-variants, capped batches) "
+                        "one run at a time vs --matrix-jobs at a time")
     p.add_argument("--matrix-jobs", type=positive, default=2)
     p.add_argument("--matrix-epochs", type=positive, default=1)
-    p.add_argument("--matrix-variants", nargs="+", default=None, help="a subset of the matrix (default: all)")
+    p.add_argument("--matrix-variants", nargs="+", default=list(SHORT_MATRIX),
+                   help=f"variants of the timed matrix (default: {' '.join(SHORT_MATRIX)}; 'all': every variant)")
     p.add_argument("--matrix-runs", type=Path, default=None, help="where matrix runs go (default: a temp dir)")
-    p.add_argument("--matrix-args", default="",
-                   help="extra LightningCLI args for the matrix runs only, one string given with '=', e.g. "
-                        "--matrix-args='--trainer.limit_train_batches 10'")
+    p.add_argument("--matrix-args", default=shlex.join(SHORT_MATRIX_ARGS),
+                   help="extra LightningCLI args for the matrix runs only, one string given with '=' "
+                        f"(default: '{shlex.join(SHORT_MATRIX_ARGS)}'; '' for full epochs)")
+    p.add_argument("--full", action="store_true", help="--epoch --startup --matrix: every target (make bench)")
     return p
 
 
@@ -455,11 +498,130 @@ def time_pipeline(dm, device, n_batches: int) -> dict:
             "batches_per_s": n_batches / elapsed, "samples_per_s": samples / elapsed}
 
 
+# ---------------------------------------------------------------------------- a full epoch
+class EpochTimer(Callback):
+    """Wall time of each training epoch without its validation: epoch start to epoch end, minus
+    the validation runs that fall inside (Lightning validates before on_train_epoch_end)."""
+
+    def __init__(self):
+        self.epochs: list[dict] = []
+        self.device = None
+        self._start = self._val_start = None
+        self._val_s, self._samples, self._batches = 0.0, 0, 0
+
+    def _now(self) -> float:
+        sync(self.device)
+        return time.perf_counter()
+
+    def on_fit_start(self, trainer, pl_module):
+        self.device = pl_module.device
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._start, self._val_s, self._samples, self._batches = self._now(), 0.0, 0, 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._samples += len(batch[1])
+        self._batches += 1
+
+    def on_validation_start(self, trainer, pl_module):
+        self._val_start = self._now()
+
+    def on_validation_end(self, trainer, pl_module):
+        if self._val_start is not None:
+            self._val_s += self._now() - self._val_start
+            self._val_start = None
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        wall = self._now() - self._start
+        self.epochs.append({"train_s": wall - self._val_s, "val_s": self._val_s, "samples": self._samples,
+                            "batches": self._batches})
+
+
+def time_epoch(root: Path, variant: str, data_root: str, batch_size: int, run_dir: Path, extra: list[str]) -> dict:
+    """One full training epoch of the variant through its own Lightning loop (data, augmentation,
+    forward, backward, optimizer, scheduler, plasticity, logging), validation on and timed apart."""
+    cli = build(root, variant, data_root, batch_size, run_dir, 1, [
+        "--trainer.max_steps=-1", "--trainer.max_epochs=1", "--trainer.limit_val_batches=1.0", *extra])
+    timer = EpochTimer()
+    cli.trainer.callbacks.append(timer)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    if not timer.epochs:
+        raise BionicError(f"the {variant} epoch ran no training batch; check --data.root")
+    epoch = timer.epochs[-1]
+    return {**epoch, "samples_per_s": epoch["samples"] / epoch["train_s"], "threads": torch.get_num_threads(),
+            "net": cli.model.net}
+
+
+def epoch_figures(root: Path, args, extra: list[str], scratch: Path, device) -> dict:
+    """--epoch: each EPOCH_VARIANTS epoch and the fp32 GEMM rate at --epoch-threads (default: all cores),
+    and epoch / floor, floor = training FLOPs of the epoch's samples / that GEMM rate."""
+    before = torch.get_num_threads()
+    threads = args.epoch_threads or machine_info()["cores_usable"] or before
+    torch.set_num_threads(threads)
+    try:
+        out = {"threads": threads, "gemm_fp32_flops_per_s": gemm_flops_per_s(device)}
+        for name in EPOCH_VARIANTS:
+            print(f"bench: one {name} epoch on {threads} thread(s) ...", file=sys.stderr, flush=True)
+            v = time_epoch(root, name, args.data_root, args.batch_size, scratch / f"epoch_{name}", extra)
+            net = v.pop("net")
+            flops = training_flops(net, args.batch_size, device) / args.batch_size * v["samples"]
+            v["flops"] = flops
+            v["floor_s"] = flops / out["gemm_fp32_flops_per_s"]
+            v["vs_floor"] = v["train_s"] / v["floor_s"]
+            out[name] = v
+    finally:
+        torch.set_num_threads(before)
+    return out
+
+
+# ---------------------------------------------------------------------------- start-up
+FIRST_STEP_ENV = "BIONIC_BENCH_FIRST_STEP"
+
+
+class FirstStepClock(Callback):
+    """For the start-up timing only: at the first training batch, write the wall clock to the file
+    named by $BIONIC_BENCH_FIRST_STEP and end the process at once (the fit was only started to be
+    timed; nothing of it is kept)."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        Path(os.environ[FIRST_STEP_ENV]).write_text(repr(time.time()))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+def time_startup(root: Path, data_root: str, runs: int, extra: list[str], variant: str = "bionic") -> dict:
+    """`python -m bionic fit` of the variant's configs as a user starts it (its W&B mode included),
+    from just before the process starts to its first training step; best of `runs` (the data is
+    cached by then: the bench loaded it first)."""
+    configs, overrides = VARIANTS[variant]
+    base = Path(tempfile.mkdtemp(prefix="bionic-bench-startup-"))
+    times, tails = [], []
+    try:
+        for i in range(runs):
+            stamp = base / f"first_step_{i}"
+            cmd = [*FIT, *(a for c in configs for a in ("--config", str(root / c))), *overrides,
+                   "--data.root", str(data_root), "--trainer.default_root_dir", str(base / f"run_{i}"),
+                   "--trainer.callbacks+=bionic.bench.FirstStepClock", *extra]
+            env = dict(os.environ, **{FIRST_STEP_ENV: str(stamp)})
+            start = time.time()
+            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                  cwd=root)
+            if not stamp.is_file():
+                tail = proc.stdout.strip().splitlines()[-1:] if proc.stdout.strip() else []
+                raise BionicError(f"the start-up fit ended (exit {proc.returncode}) before its first step: "
+                                  f"{tail[0] if tail else 'no output'}")
+            times.append(float(stamp.read_text()) - start)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    return {"variant": variant, "runs_s": times, "startup_s": min(times), "extra_args": list(extra)}
+
+
 # ---------------------------------------------------------------------------- the matrix
 def time_matrix(root: Path, data_root: str, jobs: int, epochs: int, variants: list[str] | None,
                 runs_dir: Path | None, extra: list[str]) -> dict:
-    """The whole ablation matrix (one seed) through `python -m bionic ablations`, one run after
-    another, then `jobs` at a time, each into fresh run directories (so nothing is skipped)."""
+    """The ablation matrix (seed 0; `variants`, None = all) through `python -m bionic ablations`, one
+    run after another, then `jobs` at a time, each into fresh run directories (so nothing is skipped)."""
     base = runs_dir or Path(tempfile.mkdtemp(prefix="bionic-bench-matrix-"))
     out = {"seeds": [0], "epochs": epochs, "variants": variants or "all", "extra_args": list(extra), "modes": {}}
     try:
@@ -529,6 +691,21 @@ def print_table(result: dict) -> None:
         verdict = {True: "[green]pass[/green]", False: "[red]FAIL[/red]", None: "not measured"}[v["pass"]]
         t.add_row(v["what"], _fmt(v["value"], ".3g"), v["target"], verdict)
     console.print(t)
+    if result.get("epoch"):
+        ep = result["epoch"]
+        t = Table(title=f"one training epoch, {ep['threads']} thread(s) (fp32 GEMM "
+                        f"{ep['gemm_fp32_flops_per_s'] / 1e9:.0f} GFLOP/s)")
+        for col in ("variant", "samples", "train s", "validation s", "FLOP floor s", "x floor"):
+            t.add_column(col, justify="left" if col == "variant" else "right")
+        for name in EPOCH_VARIANTS:
+            v = ep[name]
+            t.add_row(name, f"{v['samples']:,}", f"{v['train_s']:.1f}", f"{v['val_s']:.1f}", f"{v['floor_s']:.2f}",
+                      f"{v['vs_floor']:.2f}")
+        console.print(t)
+    if result.get("startup"):
+        st = result["startup"]
+        console.print(f"start-up ({st['variant']} fit to its first step): "
+                      + ", ".join(f"{x:.1f} s" for x in st["runs_s"]) + f"; best {st['startup_s']:.1f} s")
     if result.get("matrix"):
         mx = result["matrix"]
         for label, v in mx["modes"].items():
@@ -600,8 +777,17 @@ def run(args, extra: list[str]) -> dict:
         flops = training_flops(nets[name], v["batch_size"], device)
         v["flops_per_sample"] = flops / v["batch_size"]
         v["step_vs_floor"] = v["step_ms"] / 1e3 / (flops / gemm)
-    result["matrix"] = (time_matrix(root, args.data_root, args.matrix_jobs, args.matrix_epochs, args.matrix_variants,
-                                    args.matrix_runs, extra + shlex.split(args.matrix_args)) if args.matrix else None)
+    scratch = Path(tempfile.mkdtemp(prefix="bionic-bench-"))
+    try:
+        result["epoch"] = epoch_figures(root, args, extra, scratch, device) if args.epoch or args.full else None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    result["startup"] = (time_startup(root, args.data_root, args.startup_runs, extra)
+                         if args.startup or args.full else None)
+    variants = None if args.matrix_variants == ["all"] else args.matrix_variants
+    result["matrix"] = (time_matrix(root, args.data_root, args.matrix_jobs, args.matrix_epochs, variants,
+                                    args.matrix_runs, extra + shlex.split(args.matrix_args))
+                        if args.matrix or args.full else None)
     result["targets"] = check_targets(result)
     result["load"]["end"] = load_average()
     return result

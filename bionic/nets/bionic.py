@@ -18,12 +18,15 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from bionic.connectome.wiring import NULL_MODELS
 from bionic.errors import BionicError
 from bionic.nets.layers import (AdaptiveAvgPool, ChannelSpatialAttention, LaminarGroup, LateralInhibition,
                                 MaskedLinear)
+from bionic.nets.wiring_cache import cached_wiring
 
 # The null models are masks under their own name: `mask: shuffled` is build_wiring(null_model="shuffled").
+# They are bionic.connectome's NULL_MODELS (a test keeps the two equal), named here so that building
+# a network from a cached wiring does not import the connectome tools.
+NULL_MODELS = ("shuffled", "random")
 MASKS = ("connectome", "dense", *NULL_MODELS)
 # BioNIC's settings that make the wiring; BioNIC.from_wiring takes a ready wiring instead.
 WIRING_SETTINGS = ("snapshot", "groups", "min_synapses", "inhibition_measure", "wiring_seed")
@@ -32,12 +35,18 @@ WIRING_SETTINGS = ("snapshot", "groups", "min_synapses", "inhibition_measure", "
 def load_wiring(snapshot: Optional[str] = None, groups: Optional[dict[str, list[str]]] = None,
                 min_synapses: int = 1, inhibition_measure: str = "synapses",
                 null_model: Optional[str] = None, seed: int = 0):
-    """The column's wiring from bionic.connectome (bundled snapshot when `snapshot` is None)."""
-    from bionic.connectome import DEFAULT_GROUPS, build_wiring, load_column
+    """The column's wiring from bionic.connectome (bundled snapshot when `snapshot` is None), read
+    from the wiring cache when it was built before from the same snapshot, code and arguments."""
 
-    column = load_column(snapshot=snapshot)
-    return build_wiring(column, groups=groups or DEFAULT_GROUPS, min_synapses=min_synapses,
-                        inhibition_measure=inhibition_measure, null_model=null_model, seed=seed)
+    def build():
+        from bionic.connectome import DEFAULT_GROUPS, build_wiring, load_column
+
+        column = load_column(snapshot=snapshot)
+        return build_wiring(column, groups=groups or DEFAULT_GROUPS, min_synapses=min_synapses,
+                            inhibition_measure=inhibition_measure, null_model=null_model, seed=seed)
+
+    return cached_wiring(snapshot, build, groups=groups or None, min_synapses=min_synapses,
+                         inhibition_measure=inhibition_measure, null_model=null_model, seed=seed)
 
 
 def dense_like(wiring):

@@ -14,11 +14,14 @@ from torch import nn
 
 
 class MaskedLinear(nn.Linear):
-    """A dense weight matrix multiplied element-wise by a fixed 0/1 synapse mask (mask[post, pre]).
+    """A dense weight matrix restricted to a fixed 0/1 synapse mask (mask[post, pre]).
 
     The mask is a buffer (moves with .to(), saved in checkpoints, never trained). Masked weights are
-    zeroed at init and the forward uses `weight * mask`, so their gradient is exactly zero; with a
-    decoupled weight decay (AdamW) and masked plasticity updates they stay exactly zero for good.
+    exactly zero and stay so: zeroed at init and whenever a state dict is loaded, and their gradient
+    is exactly zero (the backward multiplies the weight gradient by the mask). The forward is
+    therefore a plain F.linear with the stored weight, the same numbers as `weight * mask` without
+    that product each step; with a decoupled weight decay (AdamW) and masked plasticity updates the
+    masked entries never move.
     """
 
     def __init__(self, mask: torch.Tensor, bias: bool = True):
@@ -34,16 +37,65 @@ class MaskedLinear(nn.Linear):
             fan_in = mask.sum(1).mean().clamp_min(1.0).item()
             self.weight.mul_(math.sqrt(n_pre / fan_in))
             self.weight.mul_(self.mask)
+        # A checkpoint written when the forward multiplied by the mask may hold anything at the
+        # masked entries; the forward now reads the weight as stored, so zero them on load.
+        self.register_load_state_dict_post_hook(_zero_masked_after_load)
 
     @property
     def n_synapses(self) -> int:
         return int(self.mask.sum().item())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight * self.mask, self.bias)
+        return masked_linear(x, self.weight, self.bias, self.mask)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, synapses={self.n_synapses}"
+
+
+def _zero_masked_after_load(module: "MaskedLinear", incompatible_keys) -> None:
+    with torch.no_grad():
+        module.weight.mul_(module.mask)
+
+
+class _MaskedLinearFunction(torch.autograd.Function):
+    """y = x W^T + b whose weight gradient is masked: (g^T x) * mask.
+
+    With W zero wherever mask is zero this is exactly the product and the gradients of
+    F.linear(x, W * mask, b): the same matrix products in the same layout as autograd's, minus the
+    element-wise product in the forward.
+    """
+
+    @staticmethod
+    def forward(x, weight, bias, mask):
+        return F.linear(x, weight, bias)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, weight, bias, mask = inputs
+        ctx.save_for_backward(x, weight, mask)
+        ctx.has_bias = bias is not None
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight, mask = ctx.saved_tensors
+        grad_x = grad_w = grad_b = None
+        # Under autocast the forward ran in the lower precision of `grad`; so does the backward
+        # (autograd casts each gradient back to its input's dtype). Without it, no-op casts.
+        g2 = grad.reshape(-1, grad.shape[-1])
+        if ctx.needs_input_grad[0]:
+            grad_x = grad.matmul(weight.to(grad.dtype))
+        if ctx.needs_input_grad[1]:
+            # g^T x, the product autograd forms for F.linear's weight (bit for bit the same sums)
+            grad_w = g2.t().mm(x.reshape(-1, x.shape[-1]).to(grad.dtype)) * mask
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = g2.sum(0)
+        return grad_x, grad_w, grad_b, None
+
+
+def masked_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                  mask: torch.Tensor) -> torch.Tensor:
+    """F.linear(x, weight, bias) for a weight that is zero wherever `mask` is, its weight gradient masked."""
+    return _MaskedLinearFunction.apply(x, weight, bias, mask)
 
 
 class LateralInhibition(nn.Module):
