@@ -116,7 +116,7 @@ class EmotionClassifier(L.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         opt_cls = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
-        optimizer = opt_cls(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        optimizer = opt_cls(decay_groups(self.net, hp.weight_decay), lr=hp.lr)
         if hp.scheduler is None:
             return optimizer
         if hp.scheduler == "plateau":
@@ -156,3 +156,13 @@ class EmotionClassifier(L.LightningModule):
                 for group, lr in zip(opt["param_groups"], lrs):
                     group["lr"] = lr
                 state.update(T_max=total, _last_lr=lrs)
+
+
+def decay_groups(net: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on weight matrices and kernels only. Biases, LayerNorm and BatchNorm gains
+    and scalar strengths (the lateral inhibition's, which decay would pull toward softplus(0),
+    not toward zero) are left undecayed, as is usual."""
+    params = [p for p in net.parameters() if p.requires_grad]
+    return [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+

@@ -1,0 +1,47 @@
+"""AdamW decays weight matrices and kernels, never biases, norm gains or scalar strengths."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bionic.modules import EmotionClassifier
+from bionic.nets import BaselineCNN
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "adam"])
+def test_a_step_with_zero_gradient_decays_only_the_weight_matrices(optimizer):
+    torch.manual_seed(0)
+    lr, wd = 0.1, 0.5
+    model = EmotionClassifier(BaselineCNN(), optimizer=optimizer, lr=lr, weight_decay=wd, scheduler=None)
+    opt = model.configure_optimizers()
+    before = {n: p.detach().clone() for n, p in model.net.named_parameters()}
+    for p in model.net.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    matrices = [n for n, p in model.net.named_parameters() if p.ndim >= 2]
+    others = [n for n, p in model.net.named_parameters() if p.ndim < 2]
+    assert matrices and any(n.endswith("bias") for n in others) and any("bn" in n or "norm" in n or n.endswith("weight") for n in others)
+    params = dict(model.net.named_parameters())
+    for n in others:
+        assert torch.equal(params[n], before[n]), f"{n} must not be decayed"
+    for n in matrices:
+        if optimizer == "adamw":  # decoupled: w <- w (1 - lr wd); a zero gradient adds nothing
+            torch.testing.assert_close(params[n], before[n] * (1 - lr * wd))
+        else:  # L2 in the gradient, g = wd w: Adam's bias-corrected first step is lr g / (|g| + eps)
+            g = wd * before[n]
+            torch.testing.assert_close(params[n], before[n] - lr * g / (g.abs() + 1e-8))
+
+
+def test_the_bionic_inhibition_strength_and_layer_norm_are_not_decayed():
+    from bionic.modules import decay_groups
+    from bionic.nets import BioNIC
+
+    net = BioNIC()
+    decayed, kept = decay_groups(net, 0.1)
+    names = {id(p): n for n, p in net.named_parameters()}
+    kept_names = [names[id(p)] for p in kept["params"]]
+    assert kept["weight_decay"] == 0.0 and decayed["weight_decay"] == 0.1
+    assert any("norm" in n for n in kept_names), kept_names
+    assert all(p.ndim >= 2 for p in decayed["params"])
+    assert len(decayed["params"]) + len(kept["params"]) == len(list(net.parameters()))
