@@ -300,28 +300,24 @@ class StepTimer(Callback):
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
 
-    def _now(self) -> float:
-        sync(self.device)
-        return time.perf_counter()
-
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        now = self._now()
+        start = now(self.device)
         if self._step is not None:  # the previous measured step's loop iteration ends here
-            self._step["iteration_s"] = now - self._step["start"]
+            self._step["iteration_s"] = start - self._step["start"]
         if self.profile and self._n == self.warmup and self.profiler is None:
             self.profiler = start_profiler(self.device)
-        self._step = {"start": now, "batch": len(batch[1]), "plasticity_s": 0.0, "iteration_s": None}
+        self._step = {"start": start, "batch": len(batch[1]), "plasticity_s": 0.0, "iteration_s": None}
 
     def _open(self, hook: str) -> None:
-        self._opened = self._now()
+        self._opened = now(self.device)
 
     def _close(self, hook: str) -> None:
-        self._step["plasticity_s"] += self._now() - self._opened
+        self._step["plasticity_s"] += now(self.device) - self._opened
 
     def _end(self, hook: str) -> None:
         if hook != "batch_end":
             return
-        self._step["step_s"] = self._now() - self._step["start"]
+        self._step["step_s"] = now(self.device) - self._step["start"]
         self._step["rss_mb"] = rss_mb()
         if self._n >= self.warmup:
             self.steps.append(self._step)
@@ -401,12 +397,17 @@ def sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
+def now(device) -> float:
+    """The clock once the device's queued work is done."""
+    sync(device)
+    return time.perf_counter()
+
+
 def median_s(fn, n: int, device=None, warmup: int = 1) -> float:
     """Median wall time of `n` calls of fn after `warmup` calls, the device synchronized around each."""
     times = []
     for i in range(warmup + n):
-        sync(device)
-        t = time.perf_counter()
+        t = now(device)
         fn()
         sync(device)
         if i >= warmup:
@@ -509,30 +510,26 @@ class EpochTimer(Callback):
         self._start = self._val_start = None
         self._val_s, self._samples, self._batches = 0.0, 0, 0
 
-    def _now(self) -> float:
-        sync(self.device)
-        return time.perf_counter()
-
     def on_fit_start(self, trainer, pl_module):
         self.device = pl_module.device
 
     def on_train_epoch_start(self, trainer, pl_module):
-        self._start, self._val_s, self._samples, self._batches = self._now(), 0.0, 0, 0
+        self._start, self._val_s, self._samples, self._batches = now(self.device), 0.0, 0, 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self._samples += len(batch[1])
         self._batches += 1
 
     def on_validation_start(self, trainer, pl_module):
-        self._val_start = self._now()
+        self._val_start = now(self.device)
 
     def on_validation_end(self, trainer, pl_module):
         if self._val_start is not None:
-            self._val_s += self._now() - self._val_start
+            self._val_s += now(self.device) - self._val_start
             self._val_start = None
 
     def on_train_epoch_end(self, trainer, pl_module):
-        wall = self._now() - self._start
+        wall = now(self.device) - self._start
         self.epochs.append({"train_s": wall - self._val_s, "val_s": self._val_s, "samples": self._samples,
                             "batches": self._batches})
 

@@ -94,8 +94,6 @@ class BionicCLI(LightningCLI):
         refuse_other_config(self.run_dir, self.ident, self._recorded_identity(), scoring=not fit)
         if fit:
             check_run_dir(self.run_dir, create=True)
-        else:
-            self.ident = None  # only a fit records it
 
     def _recorded_identity(self) -> dict | None:
         recorded = recorded_identity(self.run_dir)

@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 
-SIZE = 48
+from bionic.data.fer2013 import SIZE  # the network's input: FER-2013's crop size
 CASCADE = "haarcascade_frontalface_alt2.xml"
 # FER-2013's crops run from the hairline to just under the chin and are nearly as wide as the face
 # with the ears. The cascade's square runs from the eyebrows to the lower lip, so it is grown by

@@ -171,6 +171,7 @@ class _PlasticityCallback(Callback):
         self.skipped = torch.zeros((), dtype=torch.long)
         self.activity = ActivityRecorder()
         self._last_step: int | None = None  # trainer.global_step after the last update
+        self._watched: tuple[list[nn.Module], list[nn.Module]] | None = None  # the net's structure: found once
 
     @property
     def state_key(self) -> str:
@@ -191,7 +192,9 @@ class _PlasticityCallback(Callback):
         self.activity.clear()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self.activity.watch(*self.observed())
+        if self._watched is None:
+            self._watched = self.observed()
+        self.activity.watch(*self._watched)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.activity.unwatch()

@@ -90,7 +90,6 @@ class FER2013DataModule(L.LightningDataModule):
         # For predict: one dict per model input, in dataset order, and one per photo (bionic.data.photos).
         self.predict_records: list[dict] = []
         self.predict_photos: list[dict] = []
-        self.predict_files: list[str] = []
 
     # -- loading ---------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -110,7 +109,6 @@ class FER2013DataModule(L.LightningDataModule):
         inputs = load_predict_inputs(self.hparams.predict_path, self.hparams.faces)
         self.predict_images = inputs.images
         self.predict_records, self.predict_photos = inputs.records, inputs.photos
-        self.predict_files = [r["file"] for r in inputs.records]
 
     def _loader(self, role: str, shuffle: bool) -> DataLoader:
         ds = TensorBatches(self.splits.images[role], self.splits.labels[role])
