@@ -8,45 +8,19 @@ metrics.json) and, for `predict`, bionic.predict.PredictionWriter; then the subc
 
 from __future__ import annotations
 
-import hashlib
 import json
-import netrc
-import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
-from urllib.parse import urlparse
 
 from lightning.pytorch.cli import LightningCLI
 
 from bionic.errors import BionicError
 from bionic.runs import (check_checkpoint_fits, check_run_dir, identity, read_checkpoint, recorded_identity,
                          refuse_other_config, run_callbacks)
+from bionic.wandb_run import WandbSettings, finish_wandb, wandb_logger
 
 RECIPE = Path(__file__).with_name("recipe.yaml")
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
-
-
-@dataclass
-class WandbSettings:
-    """Weights & Biases: offline by default, so a fresh machine needs no account (`wandb sync` uploads).
-
-    Args:
-        project: W&B project.
-        group: runs to compare side by side (the ablation matrix uses the variant name).
-        name: run name (default: the run directory's name).
-        job_type: e.g. ``train`` or ``ablation``.
-        tags: free tags.
-        mode: ``offline`` (default), ``online`` (needs ``wandb login``), or ``disabled`` (no W&B at all).
-    """
-
-    project: str = "bionic"
-    group: Optional[str] = None
-    name: Optional[str] = None
-    job_type: str = "train"
-    tags: list[str] = field(default_factory=list)
-    mode: str = "offline"
 
 
 class BionicCLI(LightningCLI):
@@ -119,30 +93,9 @@ class BionicCLI(LightningCLI):
             callbacks.append(PredictionWriter(self.run_dir))
         logger = trainer.get("logger")
         if logger in (None, True):
-            logger = self._wandb_logger() if self.subcommand in ("fit", "test") else False
+            logger = wandb_logger(self._cfg()["wandb"], self.run_dir) if self.subcommand in ("fit", "test") else False
         kwargs = {"default_root_dir": str(self.run_dir), "callbacks": callbacks, "logger": logger, **kwargs}
         return super().instantiate_trainer(**kwargs)
-
-    def _wandb_logger(self):
-        settings = self._cfg()["wandb"]
-        if settings.mode == "disabled":
-            return False
-        if settings.mode not in ("offline", "online"):
-            raise BionicError(f"wandb.mode must be offline, online or disabled, not '{settings.mode}'")
-        if settings.mode == "online" and not wandb_logged_in():
-            raise BionicError("wandb.mode online needs a W&B account on this machine: run `wandb login` "
-                              "(or set WANDB_API_KEY), or use --wandb.mode offline and `wandb sync` later")
-        os.environ.setdefault("WANDB_SILENT", "true")
-        from lightning.pytorch.loggers import WandbLogger
-
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        # One W&B id per run directory: fit, its resumption and its test all land in one W&B run.
-        run_id = hashlib.sha1(str(self.run_dir.resolve()).encode()).hexdigest()[:12]
-        return WandbLogger(
-            project=settings.project, group=settings.group, name=settings.name or self.run_dir.name,
-            job_type=settings.job_type, tags=list(settings.tags), save_dir=str(self.run_dir),
-            offline=settings.mode == "offline", id=run_id, resume="allow",
-        )
 
     # -- subcommand hooks --------------------------------------------------------------------
     def before_fit(self) -> None:
@@ -155,7 +108,7 @@ class BionicCLI(LightningCLI):
             self._check_fits(ckpt)
 
     def after_fit(self) -> None:
-        _finish_wandb()
+        finish_wandb(self.trainer.logger)
 
     def _trained_checkpoint(self) -> None:
         """validate / test / predict score trained weights: --ckpt_path, else the run's best.ckpt
@@ -181,27 +134,7 @@ class BionicCLI(LightningCLI):
     before_validate = before_test = before_predict = _trained_checkpoint
 
     def after_test(self) -> None:
-        _finish_wandb()
-
-
-def wandb_logged_in() -> bool:
-    """An API key for W&B's server in the environment or ~/.netrc, where `wandb login` puts it."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
-    try:
-        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
-    except (OSError, netrc.NetrcParseError):
-        return False
-
-
-def _finish_wandb() -> None:
-    # Several runs in one process (tests, sweeps) would otherwise log into one W&B run.
-    if "wandb" in sys.modules:
-        import wandb
-
-        if wandb.run is not None:
-            wandb.finish()
+        finish_wandb(self.trainer.logger)
 
 
 def check_config_files(argv: list[str]) -> None:

@@ -10,11 +10,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
 from bionic import EMOTIONS
 from conftest import REPO, bionic_cmd, tiny_fit_args
+from helpers.wandb_records import config_and_history
 
 
 def run(args, timeout=300, **kw):
@@ -35,7 +37,12 @@ def test_fit_then_test_writes_metrics(fer_root, tmp_path):
              "--wandb.mode", "offline", "--seed_everything", "0"])
     assert r.returncode == 0, r.stderr[-3000:]
     assert (run_dir / "checkpoints" / "best.ckpt").is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
-    assert list((run_dir / "wandb").glob("offline-run-*")), "W&B offline run missing"
+    (wandb_file,) = (run_dir / "wandb").glob("offline-run-*/run-*.wandb")
+    config, rows = config_and_history(wandb_file)
+    assert json.loads(config["lr"]) == 0.003, "the hyperparameters reach the W&B run"
+    val_acc = json.loads((run_dir / "history.json").read_text())[-1]["val/acc"]
+    logged = [float(row["val/acc"]) for row in rows if "val/acc" in row]
+    assert logged == [pytest.approx(val_acc)], "the epoch's metrics reach the W&B run"
     r = run(["test", "--config", str(run_dir / "config.yaml")])
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((run_dir / "metrics.json").read_text())
