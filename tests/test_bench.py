@@ -16,7 +16,11 @@ import pytest
 
 from conftest import REPO, bionic_cmd
 
-from bionic import bench
+from bionic.bench import matrix, startup
+from bionic.bench.epoch import EPOCH_VARIANTS
+from bionic.bench.targets import TARGETS, Target, check_targets
+from bionic.bench.timers import EpochTimer, StepTimer
+from bionic.errors import BionicError
 
 
 def test_bench_runs_with_a_tiny_budget(fer_root, tmp_path):
@@ -64,7 +68,7 @@ def test_bench_runs_with_a_tiny_budget(fer_root, tmp_path):
     fastest = max(train, key=lambda n: train[n]["samples_per_s"])
     assert (data["model_consuming"], data["model_samples_per_s"]) == (fastest, train[fastest]["samples_per_s"])
     targets = result["targets"]
-    assert set(targets) == {t.name for t in bench.TARGETS}
+    assert set(targets) == {t.name for t in TARGETS}
     ratio = train["bionic"]["step_ms"] / train["baseline"]["step_ms"]
     assert targets["bionic_step_vs_baseline"]["value"] == pytest.approx(ratio)
     assert targets["bionic_step_vs_baseline"]["pass"] == (ratio <= 1.3)
@@ -75,7 +79,7 @@ def test_bench_runs_with_a_tiny_budget(fer_root, tmp_path):
     assert result["memory"]["peak_rss_mb"] >= max(v["rss_peak_mb"] for v in train.values()) * 0.99
     epoch = result["epoch"]
     assert epoch["threads"] == 1 and epoch["gemm_fp32_flops_per_s"] > 0
-    for name in bench.EPOCH_VARIANTS:
+    for name in EPOCH_VARIANTS:
         v = epoch[name]
         # one full epoch: every training image once, in batches of 16 (the last one short)
         assert v["samples"] == data["images"]["train"] and v["batches"] == -(-v["samples"] // 16), name
@@ -92,15 +96,15 @@ def test_bench_runs_with_a_tiny_budget(fer_root, tmp_path):
 def test_targets_table_by_hand():
     result = {"train": {"bionic": {"step_ms": 13.0, "plasticity_share": 0.11}, "baseline": {"step_ms": 10.0}},
               "data": {"samples_per_s": 500.0, "model_samples_per_s": 100.0, "cached_load_s": 2.0}}
-    checked = bench.check_targets(result)
+    checked = check_targets(result)
     assert {k: (round(v["value"], 9), v["target"], v["pass"]) for k, v in checked.items() if v["value"] is not None} == {
         "bionic_step_vs_baseline": (1.3, "<= 1.3", True),  # at the limit passes
         "plasticity_share": (0.11, "<= 0.1", False),
         "data_vs_model": (5.0, ">= 5", True),
         "cached_load_s": (2.0, "< 2", False),  # strictly below
     }
-    later = bench.Target("startup_s", "fit start to first step (s)", lambda r: None, "<=", 5.0)
-    assert bench.check_targets(result, [later])["startup_s"]["pass"] is None, "not measured is neither pass nor fail"
+    later = Target("startup_s", "fit start to first step (s)", lambda r: None, "<=", 5.0)
+    assert check_targets(result, [later])["startup_s"]["pass"] is None, "not measured is neither pass nor fail"
 
 
 def test_issue_13_targets_read_their_figures():
@@ -108,15 +112,15 @@ def test_issue_13_targets_read_their_figures():
               "data": {"samples_per_s": 500.0, "model_samples_per_s": 100.0, "cached_load_s": 0.5},
               "epoch": {"bionic": {"vs_floor": 2.5}, "baseline": {"vs_floor": 2.6}},
               "matrix": {"speedup": 1.69}, "startup": {"startup_s": 4.0}}
-    checked = bench.check_targets(result)
+    checked = check_targets(result)
     assert {k: (v["value"], v["pass"]) for k, v in checked.items() if k in (
         "bionic_epoch_vs_floor", "baseline_epoch_vs_floor", "matrix_parallel_speedup", "startup_s")} == {
         "bionic_epoch_vs_floor": (2.5, True), "baseline_epoch_vs_floor": (2.6, False),
         "matrix_parallel_speedup": (1.69, False), "startup_s": (4.0, True)}
     unmeasured = {**result, "epoch": None, "matrix": None, "startup": None}
     for name in ("bionic_epoch_vs_floor", "baseline_epoch_vs_floor", "matrix_parallel_speedup", "startup_s"):
-        assert bench.check_targets(unmeasured)[name]["pass"] is None, name
-    assert bench.check_targets({**result, "matrix": {"speedup": None}})["matrix_parallel_speedup"]["pass"] is None
+        assert check_targets(unmeasured)[name]["pass"] is None, name
+    assert check_targets({**result, "matrix": {"speedup": None}})["matrix_parallel_speedup"]["pass"] is None
 
 
 def _tiny_module(train_sleep=0.0, val_sleep=0.0):
@@ -147,7 +151,7 @@ def test_epoch_timer_counts_training_and_keeps_validation_apart():
 
     data = torch.utils.data.TensorDataset(torch.randn(36, 4), torch.randint(0, 2, (36,)))
     loader = lambda: torch.utils.data.DataLoader(data, batch_size=8)  # noqa: E731 - 5 batches, the last of 4
-    timer = bench.EpochTimer()
+    timer = EpochTimer()
     trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                         callbacks=[timer])
@@ -165,19 +169,19 @@ def test_startup_is_process_start_to_the_first_step(tmp_path, monkeypatch):
     fake.write_text(
         "import os, sys, time, pathlib\n"
         "time.sleep(0.3)\n"
-        "assert '--trainer.callbacks+=bionic.bench.FirstStepClock' in sys.argv\n"
+        "assert '--trainer.callbacks+=bionic.bench.timers.FirstStepClock' in sys.argv\n"
         "pathlib.Path(os.environ['BIONIC_BENCH_FIRST_STEP']).write_text(repr(time.time()))\n")
-    monkeypatch.setattr(bench, "FIT", [sys.executable, str(fake)])
-    result = bench.time_startup(REPO, "data", runs=2, extra=["--trainer.accelerator", "cpu"])
+    monkeypatch.setattr(startup, "FIT", [sys.executable, str(fake)])
+    result = startup.time_startup(REPO, "data", runs=2, extra=["--trainer.accelerator", "cpu"])
     assert len(result["runs_s"]) == 2 and result["startup_s"] == min(result["runs_s"])
     assert all(0.3 <= t < 0.3 + 5 for t in result["runs_s"])
     fake.write_text("import sys; print('boom: no data'); sys.exit(2)\n")
-    with pytest.raises(bench.BionicError, match="before its first step: boom: no data"):
-        bench.time_startup(REPO, "data", runs=1, extra=[])
+    with pytest.raises(BionicError, match="before its first step: boom: no data"):
+        startup.time_startup(REPO, "data", runs=1, extra=[])
 
 
 def test_startup_of_a_real_fit_reaches_its_first_step(fer_root):
-    result = bench.time_startup(REPO, str(fer_root), runs=1, extra=["--trainer.accelerator", "cpu"])
+    result = startup.time_startup(REPO, str(fer_root), runs=1, extra=["--trainer.accelerator", "cpu"])
     assert 0 < result["startup_s"] < 300 and result["variant"] == "bionic"
 
 
@@ -209,7 +213,7 @@ def test_step_timer_times_the_step_and_only_the_timed_hooks():
     data = torch.utils.data.TensorDataset(torch.randn(40, 4), torch.randint(0, 2, (40,)))
     trainer = L.Trainer(max_steps=5, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, callbacks=[Plastic(), Other()])
-    timer = bench.StepTimer(warmup=2, timed=lambda c: isinstance(c, Plastic))
+    timer = StepTimer(warmup=2, timed=lambda c: isinstance(c, Plastic))
     trainer.callbacks.append(timer)  # appended last, as time_training does: it moves itself first
     trainer.fit(Tiny(), torch.utils.data.DataLoader(data, batch_size=8))
     assert len(timer.steps) == 3 and [s["batch"] for s in timer.steps] == [8, 8, 8]
@@ -230,8 +234,8 @@ def test_matrix_times_sequential_and_parallel(tmp_path, monkeypatch):
         "for v in a[a.index('--variants') + 1:a.index('--')]:\n"
         "    d = runs / v / 'seed_0'; d.mkdir(parents=True); (d / 'metrics.json').write_text('{}')\n"
         "print('jobs', a[a.index('--jobs') + 1])\n")
-    monkeypatch.setattr(bench, "ABLATIONS", [sys.executable, str(fake)])
-    result = bench.time_matrix(REPO, "data", jobs=3, epochs=1, variants=["baseline", "bionic"],
+    monkeypatch.setattr(matrix, "ABLATIONS", [sys.executable, str(fake)])
+    result = matrix.time_matrix(REPO, "data", jobs=3, epochs=1, variants=["baseline", "bionic"],
                                runs_dir=tmp_path / "runs", extra=["--trainer.limit_train_batches", "1"])
     assert set(result["modes"]) == {"sequential", "parallel"}
     assert result["modes"]["sequential"]["jobs"] == 1 and result["modes"]["parallel"]["jobs"] == 3
