@@ -116,7 +116,9 @@ class EmotionClassifier(L.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         opt_cls = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
-        optimizer = opt_cls(decay_groups(self.net, hp.weight_decay), lr=hp.lr)
+        # fused: one kernel per parameter instead of Adam's loop of small ops; the same update up to
+        # float rounding (the 30-epoch check is in results/speed_check, docs/speed-levers.md).
+        optimizer = opt_cls(decay_groups(self.net, hp.weight_decay), lr=hp.lr, fused=True)
         if hp.scheduler is None:
             return optimizer
         if hp.scheduler == "plateau":

@@ -45,3 +45,28 @@ def test_the_bionic_inhibition_strength_and_layer_norm_are_not_decayed():
     assert any("norm" in n for n in kept_names), kept_names
     assert all(p.ndim >= 2 for p in decayed["params"])
     assert len(decayed["params"]) + len(kept["params"]) == len(list(net.parameters()))
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "adam"])
+def test_the_fused_optimizer_makes_the_loop_optimizers_updates(optimizer):
+    """The recipe's optimizer is the fused kernel; five steps of it land where torch's per-parameter
+    loop (`foreach=False`, the reference implementation) lands, up to float rounding."""
+    torch.manual_seed(0)
+    model = EmotionClassifier(BaselineCNN(), optimizer=optimizer, lr=3e-3, weight_decay=1e-2, scheduler=None)
+    opt = model.configure_optimizers()
+    assert opt.defaults["fused"] is True
+    reference = {n: p.detach().clone().requires_grad_() for n, p in model.net.named_parameters()}
+    loop_cls = torch.optim.AdamW if optimizer == "adamw" else torch.optim.Adam
+    groups = [{**{k: v for k, v in g.items() if k not in ("params", "fused", "foreach")},
+               "params": [reference[n] for n, p in model.net.named_parameters() if any(p is q for q in g["params"])]}
+              for g in opt.param_groups]
+    loop = loop_cls(groups, foreach=False, fused=False)
+    assert all(g["fused"] is False and g["foreach"] is False for g in loop.param_groups)
+    for _ in range(5):
+        for n, p in model.net.named_parameters():
+            p.grad = torch.randn_like(p)
+            reference[n].grad = p.grad.clone()
+        opt.step()
+        loop.step()
+    for n, p in model.net.named_parameters():
+        torch.testing.assert_close(p.detach(), reference[n].detach(), rtol=1e-5, atol=1e-6)

@@ -20,9 +20,10 @@ def config_args(root: Path, variant: str) -> list[str]:
     return [a for c in configs for a in ("--config", str(root / c))] + overrides
 
 
-def build(root: Path, variant: str, data_root: str, batch_size: int, run_dir: Path, steps: int, extra: list[str]):
+def build(root: Path, variant: str, data_root: str, batch_size: int | None, run_dir: Path, steps: int,
+          extra: list[str]):
     """The variant's LightningCLI (run=False): its model, datamodule and trainer, as `fit` would build them,
-    shrunk to `steps` training steps that write nothing."""
+    shrunk to `steps` training steps that write nothing; `batch_size` None keeps the recipe's."""
     from lightning.pytorch.callbacks import Checkpoint, EarlyStopping
 
     from bionic.cli import BionicCLI
@@ -30,7 +31,8 @@ def build(root: Path, variant: str, data_root: str, batch_size: int, run_dir: Pa
     from bionic.modules import EmotionClassifier
 
     args = config_args(root, variant) + [
-        "--data.root", str(data_root), "--data.batch_size", str(batch_size), "--data.progress", "false",
+        "--data.root", str(data_root), *(["--data.batch_size", str(batch_size)] if batch_size else []),
+        "--data.progress", "false",
         "--trainer.default_root_dir", str(run_dir), f"--trainer.max_steps={steps}", "--trainer.max_epochs=-1",
         "--trainer.limit_val_batches", "0", "--trainer.num_sanity_val_steps", "0",
         "--trainer.enable_progress_bar", "false",

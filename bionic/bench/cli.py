@@ -32,7 +32,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data.root", dest="data_root", default="data/fer2013", help="FER-2013 (either layout)")
     p.add_argument("--steps", type=positive, default=50, help="measured training steps per variant")
     p.add_argument("--warmup", type=non_negative, default=10, help="training steps discarded first")
-    p.add_argument("--batch-size", type=positive, default=64, help="training batch size for every variant")
+    p.add_argument("--batch-size", type=positive, default=None,
+                   help="training batch size for every variant (default: the recipe's, as `fit` trains)")
     p.add_argument("--repeats", type=positive, default=1,
                    help="rounds over the variants (interleaved); step figures are medians over all rounds")
     p.add_argument("--infer-batch", type=positive, default=512, help="batch size of the inference throughput")
@@ -94,6 +95,7 @@ def run(args, extra: list[str]) -> dict:
                             args.warmup + args.steps, extra)
                 if data is None:  # before any fit, so the first load shows a cold cache when there is one
                     data = time_loading(cli.datamodule)
+                    result["settings"]["batch_size"] = cli.datamodule.hparams.batch_size
                 timer = time_training(cli, args.warmup, args.profile and rnd == 0)
                 timers[name].append(timer)
                 device = timer.device
@@ -123,7 +125,8 @@ def run(args, extra: list[str]) -> dict:
         flops = training_flops(nets[name], v["batch_size"], device)
         v["flops_per_sample"] = flops / v["batch_size"]
         v["step_vs_floor"] = v["step_ms"] / 1e3 / (flops / gemm)
-    result["epoch"] = (epoch_figures(root, args.data_root, args.batch_size, args.epoch_threads, extra, device)
+    result["epoch"] = (epoch_figures(root, args.data_root, result["settings"]["batch_size"], args.epoch_threads,
+                                     extra, device)
                        if args.epoch or args.full else None)
     result["startup"] = (time_startup(root, args.data_root, args.startup_runs, extra)
                          if args.startup or args.full else None)
