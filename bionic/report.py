@@ -287,10 +287,26 @@ def summarize(vr: VariantRuns, ref: VariantRuns | None, expected_n: int) -> dict
     row["epochs_trained_mean"] = mean([m["epochs_trained"] for m in vr.metrics if m.get("epochs_trained") is not None])
     row["max_epochs"] = unique(((m.get("config") or {}).get("trainer") or {}).get("max_epochs") for m in vr.metrics)
     row["time_per_epoch_s"] = mean([m["time_per_epoch_s"] for m in vr.metrics if m.get("time_per_epoch_s") is not None])
+    reached = [t for t in (minutes_to(m.get("history"), PAPER_BIONIC_ACC) for m in vr.metrics) if t is not None]
+    row["minutes_to_paper_acc"] = mean(reached)
+    row["seeds_reaching_paper_acc"] = len(reached)
     paper = paper_row(vr.name)
     row.update({"paper_row": paper.label, "paper_acc": paper.acc, "paper_acc_std": paper.acc_std,
                 "paper_f1": paper.f1, "paper_delta_acc": paper.delta, "paper_note": paper.note})
     return row
+
+
+def minutes_to(history: list[dict], acc: float) -> float | None:
+    """Training minutes (epoch times summed, validation included) until validation accuracy first
+    reaches `acc` %, from a run's history; None when it never does or the history has no times."""
+    total = 0.0
+    for epoch in history or []:
+        if "time_s" not in epoch:
+            return None
+        total += float(epoch["time_s"])
+        if 100 * float(epoch.get("val/acc", -1)) >= acc:
+            return total / 60
+    return None
 
 
 def adjust(rows: list[dict]) -> int:
@@ -415,11 +431,18 @@ def markdown(rows: list[dict], missing: list[Missing], runs_dir: Path, ref: str,
         L.append(f"| {r['variant']} | " + " | ".join(num(r[f'recall_{c}'], '.3f') for c in EMOTIONS) + " |")
     L += ["", "Paper, disgust recall: " + ", ".join(f"{k} {v:.2f}" for k, v in PAPER_DISGUST_RECALL.items()) + "."]
     L += ["", "## Size and training", "",
-          "| variant | params | unmasked synapses | epochs to best (mean) | epochs trained (mean) | max_epochs | s/epoch |",
-          "|---|---|---|---|---|---|---|"]
+          "| variant | params | unmasked synapses | epochs to best (mean) | epochs trained (mean) | max_epochs | s/epoch "
+          f"| minutes to {PAPER_BIONIC_ACC} % val (seeds reaching it) |",
+          "|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        to_paper = (f"{num(r['minutes_to_paper_acc'], '.1f')} ({r['seeds_reaching_paper_acc']}/{r['seeds_found']})"
+                    if r["seeds_reaching_paper_acc"] else f"not reached (0/{r['seeds_found']})")
         L.append(f"| {r['variant']} | {r['params'] or '—'} | {r['synapses'] or '—'} | {num(r['epochs_to_best_mean'], '.1f')} "
-                 f"| {num(r['epochs_trained_mean'], '.1f')} | {r['max_epochs'] or '—'} | {num(r['time_per_epoch_s'], '.1f')} |")
+                 f"| {num(r['epochs_trained_mean'], '.1f')} | {r['max_epochs'] or '—'} | {num(r['time_per_epoch_s'], '.1f')} "
+                 f"| {to_paper} |")
+    L += ["", f"Minutes to {PAPER_BIONIC_ACC} %: the training time (each epoch's time, validation included, summed) "
+          "until validation accuracy first reached the paper's BioNIC accuracy, on the machine that trained the run, "
+          "mean over the seeds that reached it."]
     L += ["", "## Missing runs", ""]
     if missing:
         L += ["Not in the statistics above; rerun `make ablations` with the same arguments to finish them.", "",

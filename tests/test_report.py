@@ -370,3 +370,22 @@ def test_an_unknown_reference_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("error: unknown --reference bionik; known: ")
     assert "bionic" in err[0] and not (tmp_path / "out").exists()
+
+
+def test_minutes_to_the_paper_accuracy_sum_epoch_times_until_validation_first_reaches_it(tmp_path):
+    runs = tmp_path / "runs"
+    times, accs = [60.0, 90.0, 30.0, 30.0], [0.50, 0.59, 0.5977, 0.62]  # reached in epoch 3: 180 s
+    history = [{"epoch": e, "time_s": t, "val/acc": a} for e, (t, a) in enumerate(zip(times, accs))]
+    write_run(runs, "bionic", 0, 0.6, 0.55, history=history)
+    write_run(runs, "bionic", 1, 0.6, 0.55, history=[dict(h, time_s=2 * h["time_s"]) for h in history])  # 6 min
+    write_run(runs, "baseline", 0, 0.6, 0.55, history=[dict(h, **{"val/acc": 0.5}) for h in history])
+    assert report.minutes_to(history, 59.77) == pytest.approx(3.0)
+    assert report.minutes_to(history[:2], 59.77) is None
+    assert report.minutes_to([{"val/acc": 0.7}], 59.77) is None, "no epoch times: unknown, not zero"
+    out = tmp_path / "results"
+    assert report.main([str(runs), "--out", str(out), "--no-plots"]) == 0
+    rows = rows_by_variant(out)
+    assert float(rows["bionic"]["minutes_to_paper_acc"]) == pytest.approx(4.5)  # mean of 3 and 6
+    assert rows["bionic"]["seeds_reaching_paper_acc"] == "2" and rows["baseline"]["seeds_reaching_paper_acc"] == "0"
+    md = (out / "ablations.md").read_text()
+    assert "| 4.5 (2/2) |" in md and "| not reached (0/1) |" in md
