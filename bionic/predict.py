@@ -14,6 +14,7 @@ An earlier predict's files are never overwritten: they are moved to ``prediction
 from __future__ import annotations
 
 import csv
+import io
 import sys
 from pathlib import Path
 
@@ -54,14 +55,8 @@ class PredictionWriter(BasePredictionWriter):
     def teardown(self, trainer, pl_module, stage: str) -> None:
         if stage != "predict" or not trainer.is_global_zero:
             return
-        dm = trainer.datamodule
-        records = list(getattr(dm, "predict_records", []))
-        photos = list(getattr(dm, "predict_photos", []))
-        if not photos:  # a DataModule that does not list photos: one per distinct file of its records
-            names = dict.fromkeys(r["file"] for r in records)
-            photos = [{"file": f, "name": Path(f).name, "status": "faces", "error": None} for f in names]
-            index = {f: n for n, f in enumerate(names)}
-            records = [{**r, "photo": index[r["file"]]} for r in records]
+        # FER2013DataModule lists one record per model input and one entry per photo (bionic.data.photos).
+        records, photos = trainer.datamodule.predict_records, trainer.datamodule.predict_photos
         rows = self.rows(records, photos)
         self._move_earlier()
         self.write_csv(rows)
@@ -88,12 +83,14 @@ class PredictionWriter(BasePredictionWriter):
     def write_csv(self, rows: list[dict]) -> Path:
         out = self.run_dir / "predictions.csv"
         out.parent.mkdir(parents=True, exist_ok=True)
+        table = io.StringIO(newline="")
+        writer = csv.DictWriter(table, fieldnames=COLUMNS, restval="")
+        writer.writeheader()
+        writer.writerows({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
         with open(out, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=COLUMNS, restval="")
-            writer.writeheader()
-            writer.writerows({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
+            fh.write(table.getvalue())
         # stdout carries the table too, as it always has, for a user who pipes predict somewhere.
-        sys.stdout.write(out.read_text())
+        sys.stdout.write(table.getvalue())
         sys.stdout.flush()
         print(f"wrote {out} ({sum(map(is_face, rows))} faces, {len(rows)} rows)", file=sys.stderr)
         return out

@@ -97,16 +97,23 @@ def fingerprint(layout: str, path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def as_fer_image(img) -> np.ndarray:
+    """A PIL image of any size and colour -> 48x48 grey uint8 (FER-2013's own format)."""
+    from PIL import Image
+
+    img = img.convert("L")
+    if img.size != (SIZE, SIZE):
+        img = img.resize((SIZE, SIZE), Image.BILINEAR)
+    return np.asarray(img, dtype=np.uint8)
+
+
 def load_image(path: Path) -> np.ndarray:
-    """Any size, any colour -> 48x48 grey uint8 (FER-2013's own format)."""
+    """An image file of any size and colour -> 48x48 grey uint8."""
     from PIL import Image
 
     try:
         with Image.open(path) as img:
-            img = img.convert("L")
-            if img.size != (SIZE, SIZE):
-                img = img.resize((SIZE, SIZE), Image.BILINEAR)
-            return np.asarray(img, dtype=np.uint8)
+            return as_fer_image(img)
     except OSError as exc:
         raise BionicError(f"cannot read image {path} ({exc}); remove or replace the file") from None
 

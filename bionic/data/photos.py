@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bionic.data.fer2013 import IMAGE_SUFFIXES, SIZE
+from bionic.data.fer2013 import IMAGE_SUFFIXES, SIZE, as_fer_image
 from bionic.errors import BionicError
 
 
@@ -60,9 +60,7 @@ def read_photo(path: Path) -> tuple[np.ndarray, bool]:
 def _whole_image(grey: np.ndarray) -> np.ndarray:
     from PIL import Image
 
-    if grey.shape == (SIZE, SIZE):
-        return grey
-    return np.asarray(Image.fromarray(grey).resize((SIZE, SIZE), Image.BILINEAR), dtype=np.uint8)
+    return as_fer_image(Image.fromarray(grey))
 
 
 def load_predict_inputs(predict_path: str | None, faces: bool = True) -> PredictInputs:
