@@ -30,6 +30,10 @@ class EmotionClassifier(L.LightningModule):
             the new length from where it stands; ``onecycle`` cannot be stretched and is refused.
         hebbian: Hebbian plasticity with homeostasis after each optimizer step (BioNIC only).
         plasticity: the plasticity rule's hyperparameters.
+        test_flip: ``test`` also scores the mean of each image's and its mirror image's class
+            probabilities (test-time flip averaging), kept apart under ``flip`` in metrics.json
+            and reported as its own ``<variant>+flip`` rows; the plain ``test/*`` figures are the same
+            either way. Training never sees it.
     """
 
     def __init__(
@@ -42,6 +46,7 @@ class EmotionClassifier(L.LightningModule):
         scheduler: Optional[str] = "onecycle",
         hebbian: bool = False,
         plasticity: Plasticity = Plasticity(),
+        test_flip: bool = False,
     ):
         super().__init__()
         if optimizer not in ("adam", "adamw"):
@@ -57,6 +62,7 @@ class EmotionClassifier(L.LightningModule):
         self.train_metrics = scalar_metrics().clone(prefix="train/")
         self.val_metrics = scalar_metrics().clone(prefix="val/")
         self.test_metrics = full_metrics()
+        self.test_flip_metrics = full_metrics() if test_flip else None
         self.test_results: dict = {}
         self._resumed: tuple[list, list] | None = None  # the checkpoint's scheduler and optimizer states
 
@@ -89,15 +95,23 @@ class EmotionClassifier(L.LightningModule):
     def test_step(self, batch, batch_idx):
         x, y = batch
         logits = self(x)
-        self.test_metrics.update(logits.softmax(-1), y)
+        probs = logits.softmax(-1)
+        self.test_metrics.update(probs, y)
         self.log("test/loss", self._loss(logits, y))
+        if self.test_flip_metrics is not None:
+            self.test_flip_metrics.update((probs + self(x.flip(-1)).softmax(-1)) / 2, y)
 
     def on_test_epoch_end(self):
         self.test_results = test_report(self.test_metrics.compute())
         self.test_metrics.reset()
-        self.log("test/acc", self.test_results["test/acc"])
-        self.log("test/f1_macro", self.test_results["test/f1_macro"])
-        self.log("test/auroc", self.test_results["test/auroc"])
+        for key in ("test/acc", "test/f1_macro", "test/auroc"):
+            self.log(key, self.test_results[key])
+        if self.test_flip_metrics is not None:
+            flip = test_report(self.test_flip_metrics.compute())
+            self.test_flip_metrics.reset()
+            self.test_results["flip"] = flip
+            for key in ("test/acc", "test/f1_macro", "test/auroc"):
+                self.log(key.replace("test/", "test_flip/"), flip[key])
 
     def predict_step(self, batch, batch_idx):
         x, _ = batch

@@ -28,6 +28,7 @@ from bionic import EMOTIONS
 from bionic.errors import BionicError
 
 METRICS = "metrics.json"
+FLIP = "+flip"  # the suffix of a variant's flip-averaged test rows (model.test_flip)
 
 # ---------------------------------------------------------------------------- the paper
 # Prasanth & Tivnan, arXiv 2601.20876, as summarized in ../shared/PAPER.md (accuracy in %,
@@ -311,11 +312,25 @@ def minutes_to(history: list[dict], acc: float) -> float | None:
 
 def adjust(rows: list[dict]) -> int:
     """Holm-adjust the p-values of every comparison against the reference, accuracy and macro F1
-    each as one family; returns the family size (comparisons with a p-value)."""
+    each as one family; returns the family size (comparisons with a p-value). The `+flip` rows
+    compare a variant with itself, so they are not of the family."""
+    family = [r for r in rows if not r["variant"].endswith(FLIP)]
     for metric in ("acc", "f1"):
-        for row, p in zip(rows, holm([r[f"p_{metric}"] for r in rows])):
+        for row, p in zip(family, holm([r[f"p_{metric}"] for r in family])):
             row[f"p_holm_{metric}"] = p
-    return sum(not math.isnan(r["p_acc"]) for r in rows)
+    return sum(not math.isnan(r["p_acc"]) for r in family)
+
+
+def with_flip_rows(variants: list[VariantRuns]) -> list[VariantRuns]:
+    """After each variant tested with `--model.test_flip true`, its flip-averaged figures as a
+    variant of their own, `<variant>+flip`, so they are never mixed into the plain rows."""
+    out = []
+    for vr in variants:
+        out.append(vr)
+        flipped = [(seed, {**m, **m["flip"], "flip": None}) for seed, m in zip(vr.seeds, vr.metrics) if m.get("flip")]
+        if flipped:
+            out.append(VariantRuns(vr.name + FLIP, [s for s, _ in flipped], [m for _, m in flipped]))
+    return out
 
 
 def controls_note(variants: list[VariantRuns]) -> str:
@@ -420,6 +435,10 @@ def markdown(rows: list[dict], missing: list[Missing], runs_dir: Path, ref: str,
         ]) + " |")
     if not any(r["variant"] == ref and r["seeds_found"] for r in rows):
         L += ["", f"No finished `{ref}` run: no Δ, CI or p-value could be computed."]
+    if any(r["variant"].endswith(FLIP) for r in rows):
+        L += ["", f"Rows `<variant>{FLIP}`: the same runs scored with test-time flip averaging (`--model.test_flip "
+              "true`: the mean of each image's and its mirror image's class probabilities). Their Δ is against the "
+              "same variant's plain rows (the gain of flip averaging), and they are not in the Holm family."]
     if controls:
         L += ["", controls]
     L += ["", "Paper accuracy for an ablation row is BioNIC's 59.77 % plus the paper's drop; the paper's Δ for the "
@@ -577,8 +596,12 @@ def report(runs_dir: Path, out: Path, seeds=None, variants=None, ref: str = "bio
     if variants and ref not in variants:
         variants = [*variants, ref] if (Path(runs_dir) / ref).is_dir() else variants
     found, missing, expected = collect(runs_dir, seeds, variants, expect, known)
+    found = with_flip_rows(found)
     ref_runs = next((vr for vr in found if vr.name == ref), None)
-    rows = [summarize(vr, ref_runs, len(expected)) for vr in found]
+    plain = {vr.name: vr for vr in found}
+    # A +flip row's Δ is against its own variant's plain figures: the gain of flip averaging.
+    rows = [summarize(vr, plain[vr.name.removesuffix(FLIP)] if vr.name.endswith(FLIP) else ref_runs, len(expected))
+            for vr in found]
     family = adjust(rows)
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,7 @@ RESUMABLE = (
     "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps",
     "trainer.logger", "trainer.profiler", "trainer.default_root_dir",
     "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy",
-    "data.root", "data.cache_dir", "data.num_workers", "data.progress", "data.predict_path", "data.faces", "data.eval_batch_size",
+    "model.test_flip", "data.root", "data.cache_dir", "data.num_workers", "data.progress", "data.predict_path", "data.faces", "data.eval_batch_size",
     "wandb.*", "ckpt_path", "config", "verbose", "weights_only",
 )
 IDENTITY = "identity.json"
@@ -312,6 +312,7 @@ class RunFiles(L.Callback):
             **scores,
             "per_class": tables.get("per_class"),
             "confusion_matrix": tables.get("confusion_matrix"),
+            "flip": tables.get("flip"),  # model.test_flip: the flip-averaged figures, never the plain ones
             "best_epoch": epoch,
             "epochs_trained": len(history),
             "best_val_acc": best_val,

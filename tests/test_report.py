@@ -389,3 +389,25 @@ def test_minutes_to_the_paper_accuracy_sum_epoch_times_until_validation_first_re
     assert rows["bionic"]["seeds_reaching_paper_acc"] == "2" and rows["baseline"]["seeds_reaching_paper_acc"] == "0"
     md = (out / "ablations.md").read_text()
     assert "| 4.5 (2/2) |" in md and "| not reached (0/1) |" in md
+
+
+def test_flip_averaged_runs_are_rows_of_their_own_outside_the_holm_family(runs, tmp_path):
+    out_plain, out = tmp_path / "plain", tmp_path / "results"
+    assert report.main([str(runs), "--out", str(out_plain), "--no-plots"]) == 0
+    flip_acc = [0.63, 0.64, 0.62]  # bionic's plain: 0.60, 0.62, 0.58 -> +3, +2, +4 points
+    for seed, acc in enumerate(flip_acc):
+        path = runs / "bionic" / f"seed_{seed}" / "metrics.json"
+        m = json.loads(path.read_text())
+        m["flip"] = {"test/acc": acc, "test/f1_macro": 0.6, "test/auroc": 0.9, "per_class": m["per_class"],
+                     "confusion_matrix": m["confusion_matrix"]}
+        path.write_text(json.dumps(m))
+    assert report.main([str(runs), "--out", str(out), "--no-plots"]) == 0
+    before, rows = rows_by_variant(out_plain), rows_by_variant(out)
+    assert set(rows) == set(before) | {"bionic+flip"}
+    for variant in before:  # the plain rows, their Holm-adjusted p-values included, are unchanged
+        assert rows[variant] == before[variant], variant
+    flip = rows["bionic+flip"]
+    assert float(flip["acc_mean"]) == pytest.approx(63.0)
+    assert float(flip["delta_acc"]) == pytest.approx(3.0), "Δ against bionic's own plain figures"
+    assert flip["p_holm_acc"] in ("", "nan")
+    assert "Rows `<variant>+flip`" in (out / "ablations.md").read_text()
