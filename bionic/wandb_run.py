@@ -49,8 +49,8 @@ class WandbSettings:
 class BackgroundWandbLogger(WandbLogger):
     """Lightning's WandbLogger, with `wandb.init` in a thread started at construction.
 
-    `experiment` (anything that needs the W&B run itself) waits for the thread; hyperparameters and
-    metrics logged before the run is open are queued and sent first, in order, once it is.
+    Hyperparameters and metrics logged before the run is open are queued and sent first, in order,
+    once it is; `run()`, and any use of `experiment`'s attributes, waits for the run.
     """
 
     def __init__(self, *args, **kwargs):
@@ -74,6 +74,12 @@ class BackgroundWandbLogger(WandbLogger):
 
     @property
     def experiment(self):
+        # Lightning touches `logger.experiment` at setup only to have the run started: until it is
+        # open, a stand-in answers, and any use of the run through it waits for the run.
+        return self.run() if self.is_open else _RunWhenOpen(self)
+
+    def run(self):
+        """The W&B run itself, once open (waits for it)."""
         self._opener.join()
         return WandbLogger.experiment.fget(self)
 
@@ -126,6 +132,16 @@ class BackgroundWandbLogger(WandbLogger):
         self._queue, self._lock = [], threading.Lock()
         self._opener = threading.Thread(target=lambda: None)
         self._opener.start()
+
+
+class _RunWhenOpen:
+    """Stands for a BackgroundWandbLogger's W&B run while it opens; any attribute waits for the run."""
+
+    def __init__(self, logger: BackgroundWandbLogger):
+        self._logger = logger
+
+    def __getattr__(self, name):
+        return getattr(self._logger.run(), name)
 
 
 def wandb_logger(settings: WandbSettings, run_dir: Path) -> BackgroundWandbLogger | bool:

@@ -82,3 +82,15 @@ def test_a_run_that_cannot_open_warns_once_and_training_goes_on(slow_wandb, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert sent == [] and len(err) == 1, err
     assert "W&B could not start a run (ConnectionError: no wandb-core)" in err[0] and "goes on without W&B" in err[0]
+
+
+def test_touching_experiment_at_setup_does_not_wait_but_using_it_does(slow_wandb):
+    """Lightning's setup reads `logger.experiment` only to start the run: that must not wait for
+    W&B; reading an attribute of the run does."""
+    opening, sent = slow_wandb
+    logger = BackgroundWandbLogger(project="p", save_dir=".", offline=True)
+    stand_in = logger.experiment
+    assert not logger.is_open, "reading `experiment` waited for the run"
+    threading.Timer(0.2, opening.set).start()
+    assert stand_in.id == "fake" and logger.is_open
+    assert isinstance(logger.experiment, FakeRun)
