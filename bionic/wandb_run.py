@@ -76,11 +76,14 @@ class BackgroundWandbLogger(WandbLogger):
     def experiment(self):
         # Lightning touches `logger.experiment` at setup only to have the run started: until it is
         # open, a stand-in answers, and any use of the run through it waits for the run.
-        return self.run() if self.is_open else _RunWhenOpen(self)
+        # A run that could not open is said once, at the first log, not here (training goes on).
+        return self.run() if self.is_open and self._error is None else _RunWhenOpen(self)
 
     def run(self):
         """The W&B run itself, once open (waits for it)."""
         self._opener.join()
+        if self._error is not None:
+            raise BionicError(f"W&B could not start a run ({self._error}); use --wandb.mode disabled")
         return WandbLogger.experiment.fget(self)
 
     def _send(self, kind: str, args: tuple) -> None:
