@@ -102,16 +102,17 @@ class EmotionClassifier(L.LightningModule):
             self.test_flip_metrics.update((probs + self(x.flip(-1)).softmax(-1)) / 2, y)
 
     def on_test_epoch_end(self):
-        self.test_results = test_report(self.test_metrics.compute())
-        self.test_metrics.reset()
-        for key in ("test/acc", "test/f1_macro", "test/auroc"):
-            self.log(key, self.test_results[key])
+        self.test_results = self._scored(self.test_metrics, "test")
         if self.test_flip_metrics is not None:
-            flip = test_report(self.test_flip_metrics.compute())
-            self.test_flip_metrics.reset()
-            self.test_results["flip"] = flip
-            for key in ("test/acc", "test/f1_macro", "test/auroc"):
-                self.log(key.replace("test/", "test_flip/"), flip[key])
+            self.test_results["flip"] = self._scored(self.test_flip_metrics, "test_flip")
+
+    def _scored(self, metrics, log_prefix: str) -> dict:
+        """metrics.json's figures of one test collection (then reset), its scalars logged as `log_prefix/*`."""
+        results = test_report(metrics.compute())
+        metrics.reset()
+        for name in ("acc", "f1_macro", "auroc"):
+            self.log(f"{log_prefix}/{name}", results[f"test/{name}"])
+        return results
 
     def predict_step(self, batch, batch_idx):
         x, _ = batch

@@ -89,11 +89,11 @@ class BackgroundWandbLogger(WandbLogger):
     def _send(self, kind: str, args: tuple) -> None:
         # Queued entries go first, so W&B sees everything in the order it was logged.
         with self._lock:
+            self._queue.append((kind, args))
             if not self.is_open:
-                self._queue.append((kind, args))
                 return
             queue, self._queue = self._queue, []
-        self._deliver(queue + [(kind, args)])
+        self._deliver(queue)
 
     def _deliver(self, entries: list) -> None:
         if self._error is not None:
