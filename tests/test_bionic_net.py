@@ -135,6 +135,23 @@ def test_switches_remove_the_parts():
     assert not any(isinstance(m, torch.nn.Conv2d) for m in no_conv.modules())
 
 
+def test_lateral_inhibition_normalizes_rectified_responses_unless_asked_not_to():
+    w = synthetic_wiring(SIZES)
+    seen = {}
+
+    def inputs_of_inhibition(net):
+        li = next(m for m in net.modules() if isinstance(m, LateralInhibition))
+        handle = li.register_forward_hook(lambda m, args, out: seen.update(x=args[0].detach()))
+        net(images())
+        handle.remove()
+        return seen["x"]
+
+    torch.manual_seed(0)
+    assert inputs_of_inhibition(small_net(w)).min() >= 0  # firing rates: the conv's output rectified
+    torch.manual_seed(0)
+    assert inputs_of_inhibition(small_net(w, rectify_first_conv=False)).min() < 0  # the paper's literal order
+
+
 def test_lateral_inhibition_is_a_local_competition():
     li = LateralInhibition()
     x = torch.zeros(1, 3, 5, 5)

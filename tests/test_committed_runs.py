@@ -22,3 +22,21 @@ def test_a_committed_run_config_parses(config, capsys):
 
 def test_there_are_committed_runs():
     assert len(CONFIGS) >= 6, "results/headline/runs holds baseline and bionic, three seeds each"
+
+
+BIONIC_CONFIGS = [c for c in CONFIGS if "class_path: bionic.nets.BioNIC" in c.read_text()]
+
+
+@pytest.mark.parametrize("config", BIONIC_CONFIGS, ids=[str(c.relative_to(REPO / "results")) for c in BIONIC_CONFIGS])
+def test_a_committed_bionic_config_names_every_setting(config):
+    """A setting missing from a run's config would be rebuilt with today's default, which may not
+    be what the run trained with: when a default changes, the committed configs get the old value."""
+    import inspect
+
+    import yaml
+
+    from bionic.nets import BioNIC
+
+    init_args = yaml.safe_load(config.read_text())["model"]["net"]["init_args"]
+    settings = [name for name in inspect.signature(BioNIC.__init__).parameters if name != "self"]
+    assert not [name for name in settings if name not in init_args], f"{config} lacks BioNIC settings"

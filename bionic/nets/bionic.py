@@ -1,7 +1,7 @@
 """BioNIC: a FER-2013 classifier whose hidden layers are wired by one cortical column of mouse V1.
 
     image [B,1,48,48]
-      -> conv (8, stride 2) -> lateral inhibition -> conv (16) -> ReLU -> channel + spatial attention
+      -> conv (8, stride 2) -> ReLU -> lateral inhibition -> conv (16) -> ReLU -> channel + spatial attention
       -> adaptive average pool to pool_size x pool_size -> dense projection
       -> group A (4P) -> group B (23P) -> group C (L5) -> group D (L6)      (masked by the column)
       -> linear read-out to 7 emotions
@@ -57,17 +57,22 @@ def dense_like(wiring):
 
 
 class ConvFrontEnd(nn.Module):
-    """Retinotopic front end: conv -> lateral inhibition -> conv -> ReLU (-> conv -> ReLU ...)
+    """Retinotopic front end: conv -> ReLU -> lateral inhibition -> conv -> ReLU (-> conv -> ReLU ...)
     -> channel + spatial attention -> adaptive average pool.
 
-    The first conv is not rectified: the divisive lateral inhibition is its nonlinearity (as in the
-    paper's order). Convs are 3x3 with padding 1; `strides` set the resolution. The default
+    `rectify_first`: the lateral inhibition normalizes rectified responses, as in Heeger's
+    normalization model of V1 (firing rates are not negative). False is the paper summary's
+    literal order, conv -> lateral inhibition, where the divisive inhibition is the first conv's
+    only nonlinearity and conv -> inhibition -> conv is close to linear; it cost 1.7 points of
+    validation accuracy at 15 epochs (docs/tuning.md). Convs are 3x3 with padding 1; `strides`
+    set the resolution. The default
     (2, 1) works at 24x24 from the first conv on, which keeps a training step near the baseline's
     with the same parameters; the measured step times are in results/bench.json.
     """
 
     def __init__(self, in_channels: int, channels: Sequence[int], strides: Sequence[int],
-                 lateral_inhibition: bool, pool_size: int, attention_reduction: int = 4):
+                 lateral_inhibition: bool, pool_size: int, attention_reduction: int = 4,
+                 rectify_first: bool = True):
         super().__init__()
         channels, strides = [int(c) for c in channels], [int(s) for s in strides]
         if len(channels) < 1 or any(c < 1 for c in channels):
@@ -76,6 +81,8 @@ class ConvFrontEnd(nn.Module):
             raise BionicError(f"conv_strides must give one positive stride per conv ({len(channels)} convs: "
                               f"{channels}), got {strides}")
         layers: list[nn.Module] = [nn.Conv2d(in_channels, channels[0], 3, stride=strides[0], padding=1)]
+        if rectify_first:
+            layers.append(nn.ReLU())
         layers.append(LateralInhibition() if lateral_inhibition else nn.Identity())
         for c_in, c_out, stride in zip(channels[:-1], channels[1:], strides[1:]):
             layers += [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), nn.ReLU()]
@@ -105,6 +112,10 @@ class BioNIC(nn.Module):
     Hebbian plasticity is a training-time feature: see EmotionClassifier(hebbian=...) and
     bionic.plasticity.
 
+    Front end (not switches; ConvFrontEnd says why each is what it is): `conv_channels`,
+    `conv_strides`, `rectify_first_conv` (ReLU before the lateral inhibition), `pool_size`,
+    `attention_reduction`.
+
     Wiring: the column is loaded from `snapshot` (None = the bundled snapshot) and turned into
     masks by build_wiring with `groups`, `min_synapses`, `inhibition_measure` and `wiring_seed`
     (seed of the null models). BioNIC.from_wiring builds the network on a wiring made elsewhere.
@@ -121,6 +132,7 @@ class BioNIC(nn.Module):
         synaptic_noise: float = 0.1,
         conv_channels: Sequence[int] = (8, 16),
         conv_strides: Sequence[int] = (2, 1),
+        rectify_first_conv: bool = True,
         pool_size: int = 15,
         attention_reduction: int = 4,
         inhibition_strength: float = 1.0,
@@ -133,15 +145,13 @@ class BioNIC(nn.Module):
         in_channels: int = 1,
         image_size: int = 48,
     ):
+        settings = {name: value for name, value in locals().items()
+                    if name not in ("self", "__class__", *WIRING_SETTINGS)}
         super().__init__()
         _check_mask(mask)  # before the wiring is built: the mask chooses its null model
         wiring = load_wiring(snapshot, groups, min_synapses, inhibition_measure,
                              mask if mask in NULL_MODELS else None, wiring_seed)
-        self._build(wiring, conv=conv, lateral_inhibition=lateral_inhibition, mask=mask, intra_layer=intra_layer,
-                    graded_inhibition=graded_inhibition, layer_norm=layer_norm, synaptic_noise=synaptic_noise,
-                    conv_channels=conv_channels, conv_strides=conv_strides, pool_size=pool_size,
-                    attention_reduction=attention_reduction, inhibition_strength=inhibition_strength,
-                    num_classes=num_classes, in_channels=in_channels, image_size=image_size)
+        self._build(wiring, **settings)
 
     @classmethod
     def from_wiring(cls, wiring, **settings) -> "BioNIC":
@@ -170,8 +180,8 @@ class BioNIC(nn.Module):
         return net
 
     def _build(self, wiring, *, conv, lateral_inhibition, mask, intra_layer, graded_inhibition, layer_norm,
-               synaptic_noise, conv_channels, conv_strides, pool_size, attention_reduction, inhibition_strength,
-               num_classes, in_channels, image_size) -> None:
+               synaptic_noise, conv_channels, conv_strides, rectify_first_conv, pool_size, attention_reduction,
+               inhibition_strength, num_classes, in_channels, image_size) -> None:
         if synaptic_noise < 0:
             raise BionicError(f"synaptic_noise must be >= 0 (0 = off), got {synaptic_noise}")
         between, within = (dense_like(wiring) if mask == "dense"
@@ -185,7 +195,7 @@ class BioNIC(nn.Module):
 
         if conv:
             self.front = ConvFrontEnd(in_channels, conv_channels, conv_strides, lateral_inhibition, pool_size,
-                                      attention_reduction)
+                                      attention_reduction, rectify_first=rectify_first_conv)
             n_features = self.front.out_features
         else:
             self.front = nn.Flatten()
