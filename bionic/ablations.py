@@ -6,7 +6,9 @@
 
 A variant is a list of LightningCLI config files: `baseline` and `bionic` are the two
 configs/ recipes, and every ablations/no_*.yaml or ablations/control_*.yaml is applied on
-top of configs/bionic.yaml (the variant's name is the file's stem). Each run goes through
+top of configs/bionic.yaml (the variant's name is the file's stem). A configs/bionic_*.yaml
+or configs/baseline_*.yaml (`bionic_wide`) is a recipe of its own that runs only when named
+(--variants), so the matrix stays baseline, bionic, the ablations and the controls. Each run goes through
 the same entry point a user calls by hand, in its own directory RUNS/<variant>/seed_<s>/:
 
     python -m bionic fit  --config ... --seed_everything S --trainer.default_root_dir DIR ...
@@ -55,7 +57,11 @@ STOP_GRACE_S = 30.0
 class Variant:
     name: str
     configs: tuple[str, ...]  # LightningCLI --config files, applied in order
-    family: str  # "baseline" | "bionic" | "ablation" | "control"
+    family: str  # "baseline" | "bionic" | "ablation" | "control" | "recipe" (run only when named)
+
+    @property
+    def in_matrix(self) -> bool:
+        return self.family != "recipe"
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,8 @@ def default_root() -> Path:
 
 
 def discover_variants(root: Path) -> dict[str, Variant]:
-    """Variants in matrix order: baseline, bionic, the no_* ablations, the controls."""
+    """Variants in matrix order: baseline, bionic, the no_* ablations, the controls; then the
+    other recipes, configs/bionic_*.yaml and configs/baseline_*.yaml (not in the matrix unless named)."""
     root = Path(root)
     configs, ablations = root / "configs", root / "ablations"
     found: dict[str, Variant] = {}
@@ -91,6 +98,8 @@ def discover_variants(root: Path) -> dict[str, Variant]:
         for prefix, family in (("no_", "ablation"), ("control_", "control")):
             for path in sorted(ablations.glob(f"{prefix}*.yaml")):
                 found[path.stem] = Variant(path.stem, (str(bionic), str(path)), family)
+    for path in sorted([*configs.glob("baseline_*.yaml"), *configs.glob("bionic_*.yaml")]):
+        found[path.stem] = Variant(path.stem, (str(path),), "recipe")
     if not found:
         raise BionicError(f"no variant configs under {root} (configs/baseline.yaml, configs/bionic.yaml); pass --root DIR")
     return found
@@ -105,6 +114,8 @@ def plan(root: Path, runs: Path, seeds=DEFAULT_SEEDS, names=None) -> list[Run]:
         if unknown:
             raise BionicError(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(variants)}")
         variants = {n: variants[n] for n in variants if n in set(names)}
+    else:
+        variants = {n: v for n, v in variants.items() if v.in_matrix}
     seeds = list(dict.fromkeys(int(s) for s in seeds))
     if not seeds or any(s < 0 for s in seeds):
         raise BionicError(f"seeds must be non-negative integers, got {seeds}; e.g. --seeds 0 1 2")

@@ -641,10 +641,10 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
-        matrix = matrix_variants(args.root, required=args.matrix or args.root is not None)
+        matrix, known = matrix_variants(args.root, required=args.matrix or args.root is not None)
         result = report(args.runs, args.out, args.seeds, args.variants, args.reference, args.wandb_mode,
                         args.wandb_project, plots=not args.no_plots, expect=matrix if args.matrix else (),
-                        known=matrix)
+                        known=known)
     except BionicError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -656,17 +656,18 @@ def main(argv=None) -> int:
     return 0
 
 
-def matrix_variants(root: Path | None, required: bool) -> list[str]:
-    """The variant names the ablation files define (the vocabulary); [] without a repository
-    unless `--matrix` needs them."""
+def matrix_variants(root: Path | None, required: bool) -> tuple[list[str], list[str]]:
+    """(the matrix's variants, every variant the repository defines: the vocabulary); empty
+    without a repository unless `--matrix` needs them."""
     from bionic.ablations import default_root, discover_variants
 
     try:
-        return list(discover_variants(root or default_root()))
+        variants = discover_variants(root or default_root())
     except BionicError:
         if required:
             raise
-        return []
+        return [], []
+    return [n for n, v in variants.items() if v.in_matrix], list(variants)
 
 
 if __name__ == "__main__":

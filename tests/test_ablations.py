@@ -63,7 +63,7 @@ def repo(tmp_path) -> Path:
     (root / "ablations").mkdir()
     for rel in ("configs/baseline.yaml", "configs/bionic.yaml", "ablations/no_b.yaml", "ablations/no_a.yaml",
                 "ablations/control_shuffled.yaml", "ablations/notes.yaml", "ablations/README.md",
-                "configs/sweep.yaml"):
+                "configs/sweep.yaml", "configs/bionic_wide.yaml"):
         (root / rel).write_text("{}\n")
     return root
 
@@ -101,7 +101,11 @@ def test_matrix_from_the_real_ablation_files():
 
 
 def test_matrix_discovers_files_and_filters(repo):
-    assert list(discover_variants(repo)) == ["baseline", "bionic", "no_a", "no_b", "control_shuffled"]
+    assert list(discover_variants(repo)) == ["baseline", "bionic", "no_a", "no_b", "control_shuffled", "bionic_wide"]
+    # a recipe of its own (configs/bionic_*.yaml) is not of the matrix: it runs when named
+    assert "bionic_wide" not in {r.variant.name for r in plan(repo, repo / "runs", [0])}
+    wide = plan(repo, repo / "runs", [0], ["bionic_wide"])
+    assert [r.variant.configs for r in wide] == [(str(repo / "configs" / "bionic_wide.yaml"),)]
     runs = plan(repo, repo / "runs", [2, 0], ["no_b", "baseline"])
     assert [(r.variant.name, r.seed) for r in runs] == [("baseline", 2), ("no_b", 2), ("baseline", 0), ("no_b", 0)]
     assert runs[0].dir == repo / "runs" / "baseline" / "seed_2"
@@ -186,7 +190,7 @@ def test_a_failed_run_does_not_stop_the_others(repo, fake_entry, monkeypatch, ca
     assert f"failed: no_a seed 0: fit exit 3: Traceback: boom  (log: {failed_log})" in captured.err
     assert "boom" in failed_log.read_text()
     finished = sorted(p.parent.relative_to(runs_dir).as_posix() for p in runs_dir.glob("*/*/metrics.json"))
-    expected = sorted(f"{v}/seed_{s}" for v in discover_variants(repo) for s in (0, 1))
+    expected = sorted(f"{n}/seed_{s}" for n, v in discover_variants(repo).items() if v.in_matrix for s in (0, 1))
     assert finished == [d for d in expected if d != "no_a/seed_0"]
     assert "9 done, 1 failed" in captured.out
     # the failed run is retried by the next matrix; the rest is skipped
@@ -328,7 +332,8 @@ def test_sweep_cli_writes_yaml(repo, tmp_path):
     out = tmp_path / "sweep.yaml"
     assert sweep.main(["--root", str(repo), "--seeds", "0", "1", "--out", str(out)]) == 0
     config = yaml.safe_load(out.read_text())
-    assert config["parameters"] == {"variant": {"values": list(discover_variants(repo))}, "seed": {"values": [0, 1]}}
+    matrix = [n for n, v in discover_variants(repo).items() if v.in_matrix]
+    assert config["parameters"] == {"variant": {"values": matrix}, "seed": {"values": [0, 1]}}
 
 
 # ---------------------------------------------------------------------------- end to end
