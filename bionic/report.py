@@ -92,6 +92,9 @@ class VariantRuns:
     name: str
     seeds: list[int] = field(default_factory=list)
     metrics: list[dict] = field(default_factory=list)  # same order as seeds
+    # The variant whose runs these are, scored another way (flip-averaged): its Δ is against that
+    # variant's plain rows, and it is outside the Holm family. None: an ordinary variant.
+    rescored_from: str | None = None
 
     def by_seed(self, key: str, scale: float = 1.0) -> dict[int, float]:
         return {s: scale * float(m[key]) for s, m in zip(self.seeds, self.metrics)}
@@ -268,6 +271,7 @@ def summarize(vr: VariantRuns, ref: VariantRuns | None, expected_n: int) -> dict
         "f1_mean": mean(f1), "f1_std": std(f1),
     }
     compare = ref is not None and ref.name != vr.name
+    row["rescored_from"] = vr.rescored_from or ""
     none = Paired(math.nan, math.nan, math.nan, math.nan, 0)
     d_acc = paired(vr.by_seed("test/acc", 100), ref.by_seed("test/acc", 100)) if compare else none
     d_f1 = paired(vr.by_seed("test/f1_macro"), ref.by_seed("test/f1_macro")) if compare else none
@@ -312,9 +316,9 @@ def minutes_to(history: list[dict], acc: float) -> float | None:
 
 def adjust(rows: list[dict]) -> int:
     """Holm-adjust the p-values of every comparison against the reference, accuracy and macro F1
-    each as one family; returns the family size (comparisons with a p-value). The `+flip` rows
-    compare a variant with itself, so they are not of the family."""
-    family = [r for r in rows if not r["variant"].endswith(FLIP)]
+    each as one family; returns the family size (comparisons with a p-value). Rescored rows
+    (`+flip`) compare a variant with itself, so they are not of the family."""
+    family = [r for r in rows if not r["rescored_from"]]
     for metric in ("acc", "f1"):
         for row, p in zip(family, holm([r[f"p_{metric}"] for r in family])):
             row[f"p_holm_{metric}"] = p
@@ -329,7 +333,7 @@ def with_flip_rows(variants: list[VariantRuns]) -> list[VariantRuns]:
         out.append(vr)
         flipped = [(seed, {**m, **m["flip"], "flip": None}) for seed, m in zip(vr.seeds, vr.metrics) if m.get("flip")]
         if flipped:
-            out.append(VariantRuns(vr.name + FLIP, [s for s, _ in flipped], [m for _, m in flipped]))
+            out.append(VariantRuns(vr.name + FLIP, [s for s, _ in flipped], [m for _, m in flipped], vr.name))
     return out
 
 
@@ -435,7 +439,7 @@ def markdown(rows: list[dict], missing: list[Missing], runs_dir: Path, ref: str,
         ]) + " |")
     if not any(r["variant"] == ref and r["seeds_found"] for r in rows):
         L += ["", f"No finished `{ref}` run: no Δ, CI or p-value could be computed."]
-    if any(r["variant"].endswith(FLIP) for r in rows):
+    if any(r["rescored_from"] for r in rows):
         L += ["", f"Rows `<variant>{FLIP}`: the same runs scored with test-time flip averaging (`--model.test_flip "
               "true`: the mean of each image's and its mirror image's class probabilities). Their Δ is against the "
               "same variant's plain rows (the gain of flip averaging), and they are not in the Holm family."]
@@ -600,8 +604,7 @@ def report(runs_dir: Path, out: Path, seeds=None, variants=None, ref: str = "bio
     ref_runs = next((vr for vr in found if vr.name == ref), None)
     plain = {vr.name: vr for vr in found}
     # A +flip row's Δ is against its own variant's plain figures: the gain of flip averaging.
-    rows = [summarize(vr, plain[vr.name.removesuffix(FLIP)] if vr.name.endswith(FLIP) else ref_runs, len(expected))
-            for vr in found]
+    rows = [summarize(vr, plain[vr.rescored_from] if vr.rescored_from else ref_runs, len(expected)) for vr in found]
     family = adjust(rows)
     try:
         out.mkdir(parents=True, exist_ok=True)

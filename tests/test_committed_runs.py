@@ -21,7 +21,7 @@ def test_a_committed_run_config_parses(config, capsys):
 
 
 def test_there_are_committed_runs():
-    assert len(CONFIGS) >= 6, "results/headline/runs holds baseline and bionic, three seeds each"
+    assert len(CONFIGS) >= 6, "results/headline_e30/runs holds baseline and bionic, three seeds each"
 
 
 BIONIC_CONFIGS = [c for c in CONFIGS if "class_path: bionic.nets.BioNIC" in c.read_text()]
