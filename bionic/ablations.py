@@ -105,6 +105,11 @@ def discover_variants(root: Path) -> dict[str, Variant]:
     return found
 
 
+def matrix_of(variants: dict[str, Variant]) -> dict[str, Variant]:
+    """The variants of the ablation matrix (what runs when none is named): all but the recipes."""
+    return {n: v for n, v in variants.items() if v.in_matrix}
+
+
 def plan(root: Path, runs: Path, seeds=DEFAULT_SEEDS, names=None) -> list[Run]:
     """All (variant, seed) runs, seed-major: every variant's seed 0 comes before any seed 1,
     so a matrix stopped halfway already holds a complete single-seed comparison."""
@@ -115,7 +120,7 @@ def plan(root: Path, runs: Path, seeds=DEFAULT_SEEDS, names=None) -> list[Run]:
             raise BionicError(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(variants)}")
         variants = {n: variants[n] for n in variants if n in set(names)}
     else:
-        variants = {n: v for n, v in variants.items() if v.in_matrix}
+        variants = matrix_of(variants)
     seeds = list(dict.fromkeys(int(s) for s in seeds))
     if not seeds or any(s < 0 for s in seeds):
         raise BionicError(f"seeds must be non-negative integers, got {seeds}; e.g. --seeds 0 1 2")

@@ -662,7 +662,7 @@ def main(argv=None) -> int:
 def matrix_variants(root: Path | None, required: bool) -> tuple[list[str], list[str]]:
     """(the matrix's variants, every variant the repository defines: the vocabulary); empty
     without a repository unless `--matrix` needs them."""
-    from bionic.ablations import default_root, discover_variants
+    from bionic.ablations import default_root, discover_variants, matrix_of
 
     try:
         variants = discover_variants(root or default_root())
@@ -670,7 +670,7 @@ def matrix_variants(root: Path | None, required: bool) -> tuple[list[str], list[
         if required:
             raise
         return [], []
-    return [n for n, v in variants.items() if v.in_matrix], list(variants)
+    return list(matrix_of(variants)), list(variants)
 
 
 if __name__ == "__main__":
