@@ -95,3 +95,27 @@ def test_touching_experiment_at_setup_does_not_wait_but_using_it_does(slow_wandb
     threading.Timer(0.2, opening.set).start()
     assert stand_in.id == "fake" and logger.is_open
     assert isinstance(logger.experiment, FakeRun)
+
+
+def test_pickled_for_a_spawned_process_it_sends_the_queue_and_attaches_to_the_same_run(slow_wandb, monkeypatch):
+    """Lightning pickles the logger for spawned processes: what was queued is sent first, and the
+    copy knows the run's id (so it attaches to it) without the opener thread or the lock."""
+    import pickle
+
+    import wandb
+
+    monkeypatch.setattr(wandb, "require", lambda *a, **k: None)  # Lightning's attach hint for wandb-core
+    opening, sent = slow_wandb
+    logger = BackgroundWandbLogger(project="p", save_dir=".", offline=True)
+    logger.log_metrics({"train/loss": 1.9}, step=9)
+    threading.Timer(0.2, opening.set).start()
+    FakeRun.name = "fake-name"
+    try:
+        copy = pickle.loads(pickle.dumps(logger))
+    finally:
+        del FakeRun.name
+    assert sent == [("log", {"train/loss": 1.9, "trainer/global_step": 9})], "the queue was not sent before pickling"
+    assert copy._id == "fake" and copy._experiment is None and copy.is_open and copy._queue == []
+    copy._experiment = FakeRun(sent)  # in the spawned process wandb attaches to run `_id`
+    copy.log_metrics({"train/loss": 1.7}, step=19)
+    assert sent[-1] == ("log", {"train/loss": 1.7, "trainer/global_step": 19})

@@ -9,7 +9,8 @@ import bionic.connectome as connectome
 from bionic.connectome import NULL_MODELS
 from bionic.nets import BioNIC
 from bionic.nets import bionic as bionic_net
-from bionic.nets.wiring_cache import BUNDLED, cache_dir, wiring_key
+from bionic.column_folder import BUNDLED_DIR
+from bionic.nets.wiring_cache import cache_dir, wiring_key
 
 SMALL = dict(conv_channels=(4, 6), pool_size=4)
 
@@ -56,7 +57,7 @@ def test_every_build_argument_is_part_of_the_key(monkeypatch):
 
 def test_a_changed_snapshot_is_another_key(tmp_path):
     copy = tmp_path / "snapshot"
-    shutil.copytree(BUNDLED, copy)
+    shutil.copytree(BUNDLED_DIR, copy)
     args = dict(groups=None, min_synapses=1, inhibition_measure="synapses", null_model=None, seed=0)
     assert wiring_key(str(copy), **args) == wiring_key(None, **args)  # same bytes, same wiring
     cells = copy / "cells.csv"

@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bionic.column_folder import BUNDLED_DIR, snapshot_folder
 from bionic.connectome.celltypes import EI_CLASS, KNOWN_TYPES
 from bionic.errors import BionicError
 
 FORMAT = "bionic-column-snapshot"
 FORMAT_VERSION = 1
-BUNDLED_DIR = Path(__file__).parent / "data" / "v1300"
 
 CELL_COLUMNS = ("root_id", "cell_type", "ei_class", "outputs_measured")
 EDGE_COLUMNS = ("pre_root_id", "post_root_id", "n_synapses", "total_size", "measured")
@@ -196,7 +196,7 @@ def load_column(snapshot: str | os.PathLike | None = None) -> Column:
 
     Cached per process: the same folder, unchanged on disk, gives the same Column object.
     """
-    folder = BUNDLED_DIR if snapshot is None or str(snapshot) in ("", "bundled") else Path(snapshot).expanduser()
+    folder = snapshot_folder(snapshot)
     if not folder.is_dir():
         what = "is a file, not a snapshot folder" if folder.exists() else "does not exist"
         raise BionicError(f"snapshot folder {folder} {what}; give a folder written by "

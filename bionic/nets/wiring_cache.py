@@ -19,10 +19,11 @@ from typing import Callable, Optional
 
 import torch
 
+from bionic.column_folder import snapshot_folder
+
 CACHE_VERSION = 1
-# The sources of bionic.connectome that build a wiring from a snapshot, and the bundled snapshot.
+# The sources of bionic.connectome that build a wiring from a snapshot.
 CONNECTOME = Path(__file__).resolve().parents[1] / "connectome"
-BUNDLED = CONNECTOME / "data" / "v1300"
 SNAPSHOT_FILES = ("meta.json", "cells.csv", "edges.parquet", "edges.csv")
 FIELDS = ("group_names", "group_types", "sizes", "between", "within", "inhibition", "wiring_source")
 
@@ -42,13 +43,6 @@ class CachedWiring:
 
 def cache_dir() -> Path:
     return Path(os.environ.get("BIONIC_CACHE", Path.home() / ".cache" / "bionic")) / "wiring"
-
-
-def snapshot_folder(snapshot: Optional[str]) -> Path:
-    """The folder load_column reads for `snapshot` (None, "" or "bundled": the bundled column)."""
-    if snapshot is None or str(snapshot) in ("", "bundled"):
-        return BUNDLED
-    return Path(snapshot).expanduser()
 
 
 def wiring_key(snapshot: Optional[str], **arguments) -> Optional[str]:
