@@ -44,6 +44,17 @@ class BionicCLI(LightningCLI):
         if path is not None:
             self._checkpoint = (path, read_checkpoint(path))
 
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI lays the checkpoint's hyperparameters over the parsed config, test_flip among
+        # them (False, as saved by fit), which would silently drop `--model.test_flip true` next to a
+        # --ckpt_path. test_flip only says how `test` scores, not what the model is: the command
+        # line's value stands.
+        sub = self.config.get("subcommand")
+        flip = self.config[sub]["model"].get("test_flip") if sub else None
+        super()._parse_ckpt_path()
+        if flip is not None:
+            self.config[sub]["model"]["test_flip"] = flip
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_class_arguments(WandbSettings, "wandb")
 

@@ -37,3 +37,10 @@ def test_flip_averaging_is_its_own_block_and_leaves_the_plain_figures_alone(fer_
     expected = (probs.argmax(-1) == y).float().mean().item()
     assert abs(both["flip"]["test/acc"] - expected) < 1e-6
     assert sum(map(sum, both["flip"]["confusion_matrix"])) == len(y) == 28
+
+    # With an explicit --ckpt_path, LightningCLI lays the checkpoint's saved test_flip (False) over
+    # the command line; the flag must still win.
+    run_cli(["test", "--config", str(run_dir / "config.yaml"), "--ckpt_path", both["ckpt_path"],
+             "--model.test_flip", "true"])
+    again = json.loads((run_dir / "metrics.json").read_text())
+    assert again["flip"] == both["flip"]
