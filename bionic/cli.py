@@ -171,6 +171,7 @@ def check_config_files(argv: list[str]) -> None:
 
 def run_cli(argv: list[str] | None = None) -> None:
     from jsonargparse import ArgumentError
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from bionic.data import FER2013DataModule
     from bionic.modules import EmotionClassifier
@@ -188,3 +189,10 @@ def run_cli(argv: list[str] | None = None) -> None:
     except BionicError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except SIGTERMException:
+        # Lightning stops the loop on SIGTERM (a cluster's preemption, a `kill`) with a bare
+        # SystemExit, i.e. exit status 0: a job script or the ablation matrix would take the
+        # unfinished fit for a finished one and test its partial checkpoint. 128 + 15 says it.
+        print("error: stopped by SIGTERM before the command finished; run the same command again to resume "
+              "from checkpoints/last.ckpt", file=sys.stderr)
+        sys.exit(143)

@@ -82,6 +82,24 @@ def test_killed_run_resumes_to_the_same_step_count(fer_root, tmp_path):
     assert [h["epoch"] for h in history] == list(range(6))
 
 
+def test_sigterm_is_not_a_finished_fit(fer_root, tmp_path):
+    # Lightning ends a fit on SIGTERM with exit status 0; the matrix (and any job script) would
+    # then take the partial run for a finished one and test it.
+    args = ["fit", "--config", "configs/baseline.yaml", *tiny_fit_args(fer_root, tmp_path / "term"),
+            "--trainer.max_epochs", "50", "--trainer.callbacks", "[]"]
+    proc = subprocess.Popen(bionic_cmd(*args), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    last = tmp_path / "term" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 240
+    while not last.is_file() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-3000:]
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "SIGTERM" in lines[0] and "resume" in lines[0]
+    assert _steps(last) < 100  # it stopped early: 50 epochs x 2 batches would be 100
+
+
 def test_unknown_config_key_is_refused(tmp_path):
     r = run(["fit", "--config", "configs/baseline.yaml", "--model.no_such_knob", "3"])
     assert r.returncode == 2
