@@ -87,13 +87,16 @@ def test_sigterm_is_not_a_finished_fit(fer_root, tmp_path):
     # then take the partial run for a finished one and test it.
     args = ["fit", "--config", "configs/baseline.yaml", *tiny_fit_args(fer_root, tmp_path / "term"),
             "--trainer.max_epochs", "50", "--trainer.callbacks", "[]"]
-    proc = subprocess.Popen(bionic_cmd(*args), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    last = tmp_path / "term" / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 240
-    while not last.is_file() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
+    log = tmp_path / "stderr.log"  # a file, not a pipe nobody reads until the end, which could fill and stall the fit
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(bionic_cmd(*args), cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr)
+        last = tmp_path / "term" / "checkpoints" / "last.ckpt"
+        deadline = time.time() + 240
+        while not last.is_file() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    err = log.read_text()
     assert proc.returncode == 143, err[-3000:]
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "SIGTERM" in lines[0] and "resume" in lines[0]
