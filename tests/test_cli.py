@@ -62,14 +62,20 @@ def _steps(ckpt):
     return torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"]
 
 
+def _fit_until(checkpoint: Path, args, stderr) -> subprocess.Popen:
+    """Start a fit and return once it has written `checkpoint` (or ended, or 240 s passed)."""
+    proc = subprocess.Popen(bionic_cmd(*args), cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr)
+    deadline = time.time() + 240
+    while not checkpoint.is_file() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    return proc
+
+
 def test_killed_run_resumes_to_the_same_step_count(fer_root, tmp_path):
     args = ["fit", "--config", "configs/baseline.yaml", *tiny_fit_args(fer_root, tmp_path / "killed"),
             "--trainer.max_epochs", "6", "--trainer.callbacks", "[]"]
-    proc = subprocess.Popen(bionic_cmd(*args), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 240
-    while not last.is_file() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
+    proc = _fit_until(last, args, stderr=subprocess.DEVNULL)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert last.is_file()
@@ -89,11 +95,8 @@ def test_sigterm_is_not_a_finished_fit(fer_root, tmp_path):
             "--trainer.max_epochs", "50", "--trainer.callbacks", "[]"]
     log = tmp_path / "stderr.log"  # a file, not a pipe nobody reads until the end, which could fill and stall the fit
     with log.open("w") as stderr:
-        proc = subprocess.Popen(bionic_cmd(*args), cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr)
         last = tmp_path / "term" / "checkpoints" / "last.ckpt"
-        deadline = time.time() + 240
-        while not last.is_file() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.05)
+        proc = _fit_until(last, args, stderr=stderr)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=120)
     err = log.read_text()
