@@ -1,0 +1,97 @@
+"""Keep a lent GPU's runs inside its deadline: stop the lowest-priority run while any would not finish.
+
+`python3 scripts/gpu_watch.py PLAN DEADLINE_EPOCH_S`
+
+PLAN has one line per started run, highest priority first: `PID RUN_DIR`. Each PID leads its own
+process group (a `bionic ablations` runner started with setsid, and its fit). Runs on one GPU share
+it, so stopping one speeds up the others; a run that cannot finish before the device call ends
+is lost anyway (nothing of it comes back but its history). Every CHECK_S seconds, once each live
+run has EPOCHS_TO_JUDGE epochs timed since the last stop, a run's projected finish is its epochs
+left times its median recent epoch, plus TEST_S for its test. If any projection overruns the time
+left, the last live run of the plan is stopped (SIGTERM to its group: the fit exits 143 and its
+runner reports it). At the deadline every group still alive is stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import sys
+import time
+from pathlib import Path
+
+CHECK_S = 20
+EPOCHS_TO_JUDGE = 3
+TEST_S = 40.0
+
+
+def alive(pid: int) -> bool:
+    """Running, and not a zombie its parent has not reaped yet."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def history(run_dir: Path) -> list[dict]:
+    try:
+        return json.loads((run_dir / "history.json").read_text())
+    except (OSError, ValueError):
+        return []
+
+
+def max_epochs(run_dir: Path) -> int:
+    for line in (run_dir / "config.yaml").read_text().splitlines() if (run_dir / "config.yaml").is_file() else []:
+        if line.strip().startswith("max_epochs:"):
+            return int(line.split(":", 1)[1])
+    return 100
+
+
+def stop(pid: int, why: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} gpu_watch: stopping pid {pid}: {why}", flush=True)
+    try:
+        os.killpg(os.getpgid(pid), signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+
+
+def main(plan_path: str, deadline: float) -> None:
+    lines = [line.split(maxsplit=1) for line in Path(plan_path).read_text().splitlines() if line.strip()]
+    plan = [(int(pid), Path(run_dir)) for pid, run_dir in lines]
+    # Epochs timed before the last stop ran under more sharing: judge only the ones after it.
+    judged_from = {d: 0 for _, d in plan}
+    while True:
+        live = [(pid, d) for pid, d in plan if alive(pid)]
+        left = deadline - time.time()
+        if not live:
+            return
+        if left <= 0:
+            for pid, d in live:
+                stop(pid, f"deadline reached ({d})")
+            return
+        projections = []
+        for _, d in live:
+            if (d / "fit.done").is_file():  # only its test is left
+                projections.append((TEST_S, d, 0.0))
+                continue
+            done = history(d)
+            fresh = [e["time_s"] for e in done[judged_from[d]:] if e.get("time_s")]
+            if len(fresh) < EPOCHS_TO_JUDGE:
+                break
+            epoch_s = statistics.median(fresh[-EPOCHS_TO_JUDGE:])
+            projections.append(((max_epochs(d) - len(done)) * epoch_s + TEST_S, d, epoch_s))
+        else:
+            need, worst, _ = max(projections, key=lambda p: p[0])
+            times = ", ".join(f"{d.parent.name}/{d.name} {s:.1f} s/epoch" for _, d, s in projections)
+            print(f"{time.strftime('%H:%M:%S')} gpu_watch: {left:.0f} s left; {times}", flush=True)
+            if need > left and len(live) > 1:
+                pid, d = live[-1]
+                stop(pid, f"{worst} needs {need:.0f} s, {left:.0f} s are left; {d} has the lowest priority")
+                judged_from = {run_dir: len(history(run_dir)) for _, run_dir in plan}
+        time.sleep(CHECK_S)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], float(sys.argv[2]))

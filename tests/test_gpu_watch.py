@@ -1,0 +1,58 @@
+"""scripts/gpu_watch.py: on a lent GPU, the lowest-priority run gives way when not all would finish."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import time
+
+import pytest
+
+from conftest import REPO
+
+
+@pytest.fixture
+def watch(monkeypatch):
+    spec = importlib.util.spec_from_file_location("gpu_watch", REPO / "scripts" / "gpu_watch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "CHECK_S", 0.05)
+    return module
+
+
+def fake_run(tmp_path, name, epochs_done, epoch_s, max_epochs):
+    """A run directory as a fit leaves it mid-way, and a process standing in for its runner."""
+    run_dir = tmp_path / name / "seed_0"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(f"trainer:\n  max_epochs: {max_epochs}\n")
+    (run_dir / "history.json").write_text(json.dumps([{"epoch": e, "time_s": epoch_s} for e in range(epochs_done)]))
+    proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    return proc, run_dir
+
+
+def watch_plan(watch, tmp_path, runs, seconds):
+    plan = tmp_path / "pids.txt"
+    plan.write_text("".join(f"{proc.pid} {run_dir}\n" for proc, run_dir in runs))
+    watch.main(str(plan), time.time() + seconds)
+    return [proc.wait(timeout=10) for proc, _ in runs]
+
+
+def test_lowest_priority_run_stops_when_one_would_overrun(watch, tmp_path, capsys):
+    first = fake_run(tmp_path, "bionic_wide", epochs_done=3, epoch_s=10.0, max_epochs=100)  # 970 s to go
+    second = fake_run(tmp_path, "no_mask", epochs_done=3, epoch_s=1.0, max_epochs=100)
+    watch_plan(watch, tmp_path, [first, second], seconds=2.0)
+    said = capsys.readouterr().out.splitlines()
+    stops = [line for line in said if "stopping pid" in line]
+    assert f"stopping pid {second[0].pid}" in stops[0] and "lowest priority" in stops[0]
+    # The last run left is never stopped for priority, only by the deadline.
+    assert f"stopping pid {first[0].pid}" in stops[1] and "deadline" in stops[1]
+
+
+def test_runs_that_fit_the_deadline_run_on(watch, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(watch, "TEST_S", 0.0)
+    runs = [fake_run(tmp_path, name, epochs_done=3, epoch_s=0.01, max_epochs=4) for name in ("a", "b")]
+    watch_plan(watch, tmp_path, runs, seconds=1.0)
+    said = capsys.readouterr().out
+    assert "lowest priority" not in said
+    assert said.count("deadline reached") == 2
