@@ -215,6 +215,18 @@ def run_facts(pl_module, seed) -> dict:
     }
 
 
+def machine(device) -> dict:
+    """Where `test` ran; in the matrix that is where the fit ran too, so epoch times say which
+    machine they were measured on when runs come from a CPU and a GPU."""
+    import torch
+
+    from bionic.bench.machine import cpu_model
+
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    return {"device": device.type, "gpu": gpu, "cpu": cpu_model(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads()}
+
+
 class RunFiles(L.Callback):
     """identity.json when a fit starts, history.json per epoch (also kept in the checkpoint, so a
     resumed run keeps it), and metrics.json, splits.json and the confusion matrix after `test`.
@@ -317,6 +329,7 @@ class RunFiles(L.Callback):
             "epochs_trained": len(history),
             "best_val_acc": best_val,
             "time_per_epoch_s": sum(times) / len(times) if times else None,
+            "machine": machine(pl_module.device),
             "history": history,
             "splits": datamodule.split_summary(),
             "config": self.config,

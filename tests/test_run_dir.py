@@ -103,7 +103,11 @@ def test_a_fit_without_validation_keeps_its_work(capsys, tmp_path, fer_root, no_
     assert len(history) == 1 and history[0]["train/loss"] > 0
     code, _, err = bionic(capsys, "test", "--config", str(run_dir / "config.yaml"))
     assert code == 0, err[-3000:]
-    assert json.loads((run_dir / "metrics.json").read_text())["epochs_trained"] == 1
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs_trained"] == 1
+    # Where it ran: a matrix gathered from a CPU and a GPU says which epoch times are which.
+    assert metrics["machine"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert metrics["machine"]["torch"] == torch.__version__
 
 
 # ---------------------------------------------------------------------------- scoring trained weights only
