@@ -104,7 +104,14 @@ print("lightning", lightning.__version__, "torchmetrics", torchmetrics.__version
             > "$WORK/logs/${variant}_seed_$seed.log" 2>&1 < /dev/null &
         echo "$! $root/$variant/seed_$seed" >> "$WORK/pids.txt"
     done < "$WORK/plan.txt"
-    "$PYTHON" scripts/gpu_watch.py "$WORK/pids.txt" $((start + DEADLINE_S)) 2>&1 | tee "$out/watch.log"
+    if ! "$PYTHON" scripts/gpu_watch.py "$WORK/pids.txt" $((start + DEADLINE_S)) 2>&1 | tee "$out/watch.log"; then
+        # Without the watcher nothing would stop the runs before the call's limit, and then
+        # nothing would come back: hold the deadline here instead.
+        echo "gpu_watch failed; stopping every run at the deadline" | tee -a "$out/watch.log"
+        sleep $(( start + DEADLINE_S - $(date +%s) > 0 ? start + DEADLINE_S - $(date +%s) : 0 ))
+    fi
+    local pid
+    while read -r pid _; do kill -TERM -- "-$pid" 2>/dev/null; done < "$WORK/pids.txt"
     wait
     bring_back "$out"
     echo "done in $(( $(date +%s) - start )) s; finished: $(find "$WORK"/headline "$WORK"/ablations -name metrics.json 2>/dev/null | wc -l)"
