@@ -8,7 +8,7 @@ it, so stopping one speeds up the others; a run that cannot finish before the de
 is lost anyway (nothing of it comes back but its history). Every CHECK_S seconds, once each live
 run has EPOCHS_TO_JUDGE epochs timed since the last stop, a run's projected finish is its epochs
 left times its median recent epoch, plus TEST_S for its test. If any projection overruns the time
-left, the last live run of the plan is stopped (SIGTERM to its group: the fit exits 143 and its
+left, the last run of the plan still fitting is stopped (SIGTERM to its group: the fit exits 143 and its
 runner reports it). At the deadline every group still alive is stopped.
 """
 
@@ -86,8 +86,9 @@ def main(plan_path: str, deadline: float) -> None:
             need, worst, _ = max(projections, key=lambda p: p[0])
             times = ", ".join(f"{d.parent.name}/{d.name} {s:.1f} s/epoch" for _, d, s in projections)
             print(f"{time.strftime('%H:%M:%S')} gpu_watch: {left:.0f} s left; {times}", flush=True)
-            if need > left and len(live) > 1:
-                pid, d = live[-1]
+            fitting = [(pid, d) for pid, d in live if not (d / "fit.done").is_file()]
+            if need > left and len(live) > 1 and fitting:
+                pid, d = fitting[-1]  # a run already testing is about to finish: never stop it
                 stop(pid, f"{worst} needs {need:.0f} s, {left:.0f} s are left; {d} has the lowest priority")
                 judged_from = {run_dir: len(history(run_dir)) for _, run_dir in plan}
         time.sleep(CHECK_S)

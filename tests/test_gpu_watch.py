@@ -56,3 +56,13 @@ def test_runs_that_fit_the_deadline_run_on(watch, tmp_path, capsys, monkeypatch)
     said = capsys.readouterr().out
     assert "lowest priority" not in said
     assert said.count("deadline reached") == 2
+
+
+def test_a_run_already_testing_is_not_the_one_stopped(watch, tmp_path, capsys):
+    first = fake_run(tmp_path, "bionic_wide", epochs_done=3, epoch_s=10.0, max_epochs=100)
+    second = fake_run(tmp_path, "no_mask", epochs_done=3, epoch_s=1.0, max_epochs=100)
+    testing = fake_run(tmp_path, "no_conv", epochs_done=3, epoch_s=1.0, max_epochs=3)
+    (testing[1] / "fit.done").write_text("{}\n")
+    watch_plan(watch, tmp_path, [first, second, testing], seconds=2.0)
+    stops = [line for line in capsys.readouterr().out.splitlines() if "stopping pid" in line]
+    assert f"stopping pid {second[0].pid}" in stops[0] and "lowest priority" in stops[0]
