@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 CHECK_S = 20
 EPOCHS_TO_JUDGE = 3
 TEST_S = 40.0
@@ -43,10 +45,11 @@ def history(run_dir: Path) -> list[dict]:
 
 
 def max_epochs(run_dir: Path) -> int:
-    for line in (run_dir / "config.yaml").read_text().splitlines() if (run_dir / "config.yaml").is_file() else []:
-        if line.strip().startswith("max_epochs:"):
-            return int(line.split(":", 1)[1])
-    return 100
+    """The budget the fit saved in its config.yaml (the recipe's 100 before it is written)."""
+    try:
+        return int(yaml.safe_load((run_dir / "config.yaml").read_text())["trainer"]["max_epochs"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
+        return 100
 
 
 def stop(pid: int, why: str) -> None:
