@@ -488,6 +488,14 @@ def _save(fig, path: Path, dpi: int) -> str:
     return path.name
 
 
+def bar_label(row: dict) -> str:
+    """A variant's name on the figure, with its seed count while seeds are missing, so that an
+    unfinished bar (one seed has no CI) is not read as a finished one."""
+    if row["seeds_found"] < row["seeds_expected"]:
+        return f"{row['variant']} ({row['seeds_found']} of {row['seeds_expected']} seeds)"
+    return row["variant"]
+
+
 def figures(rows: list[dict], variants: list[VariantRuns], out: Path, ref: str) -> list[str]:
     import matplotlib
 
@@ -503,15 +511,17 @@ def figures(rows: list[dict], variants: list[VariantRuns], out: Path, ref: str) 
         d = [r["delta_acc"] for r in others]
         err = [[0 if math.isnan(r["delta_acc_ci_low"]) else r["delta_acc"] - r["delta_acc_ci_low"] for r in others],
                [0 if math.isnan(r["delta_acc_ci_high"]) else r["delta_acc_ci_high"] - r["delta_acc"] for r in others]]
-        ax.barh(y, d, xerr=err, color="tab:blue", alpha=0.7, capsize=3, label="ours (95 % CI, paired by seed)")
+        colors = ["tab:blue" if r["seeds_found"] >= r["seeds_expected"] else "lightsteelblue" for r in others]
+        ax.barh(y, d, xerr=err, color=colors, alpha=0.7, capsize=3, label="ours (95 % CI, paired by seed)")
         py = [yy for yy, r in zip(y, others) if r["paper_delta_acc"] is not None]
         px = [r["paper_delta_acc"] for r in others if r["paper_delta_acc"] is not None]
         if px:
             ax.scatter(px, py, marker="x", color="black", zorder=3, label="paper")
         ax.axvline(0, color="grey", lw=0.8)
-        ax.set_yticks(y, [r["variant"] for r in others])
+        ax.set_yticks(y, [bar_label(r) for r in others])
         ax.set_xlabel(f"test accuracy change vs {ref} (points)")
-        ax.set_title("bars: ours, mean over seeds; x: the paper", fontsize=9)
+        partial = "; pale: seeds missing" if any(r["seeds_found"] < r["seeds_expected"] for r in others) else ""
+        ax.set_title(f"bars: ours, mean over seeds; x: the paper{partial}", fontsize=9)
         ax.legend(loc="best", fontsize=8)
         made.append(_save(fig, out / "delta_accuracy.png", dpi=120))
     # 2. confusion matrices, summed over seeds, each row normalized (recall on the diagonal)

@@ -191,6 +191,9 @@ def test_missing_and_partial_runs_are_listed(runs, tmp_path, capsys):
     assert (rows["no_mask"]["seeds_found"], rows["no_mask"]["seeds_expected"]) == ("1", "4")
     assert rows["no_hebbian"]["seeds_found"] == "0" and rows["no_hebbian"]["acc_mean"] == ""
     assert "| no_mask | 1/4 (partial) | 59.00 | -1.00 |" in md, "one seed: a delta but no CI"
+    labels = {r["variant"]: report.bar_label(r) for r in report.report(runs, out, plots=False)["rows"]}
+    assert labels["no_mask"] == "no_mask (1 of 4 seeds)", "the figure says a bar is unfinished"
+    assert labels["bionic"] == "bionic (3 of 4 seeds)" and labels["no_conv"] == "no_conv (3 of 4 seeds)"
 
 
 def test_no_runs_is_a_one_line_error(tmp_path, capsys):
