@@ -511,7 +511,8 @@ def figures(rows: list[dict], variants: list[VariantRuns], out: Path, ref: str) 
         d = [r["delta_acc"] for r in others]
         err = [[0 if math.isnan(r["delta_acc_ci_low"]) else r["delta_acc"] - r["delta_acc_ci_low"] for r in others],
                [0 if math.isnan(r["delta_acc_ci_high"]) else r["delta_acc_ci_high"] - r["delta_acc"] for r in others]]
-        colors = ["tab:blue" if r["seeds_found"] >= r["seeds_expected"] else "lightsteelblue" for r in others]
+        unfinished = [r["seeds_found"] < r["seeds_expected"] for r in others]
+        colors = ["lightsteelblue" if u else "tab:blue" for u in unfinished]
         ax.barh(y, d, xerr=err, color=colors, alpha=0.7, capsize=3, label="ours (95 % CI, paired by seed)")
         py = [yy for yy, r in zip(y, others) if r["paper_delta_acc"] is not None]
         px = [r["paper_delta_acc"] for r in others if r["paper_delta_acc"] is not None]
@@ -520,7 +521,7 @@ def figures(rows: list[dict], variants: list[VariantRuns], out: Path, ref: str) 
         ax.axvline(0, color="grey", lw=0.8)
         ax.set_yticks(y, [bar_label(r) for r in others])
         ax.set_xlabel(f"test accuracy change vs {ref} (points)")
-        partial = "; pale: seeds missing" if any(r["seeds_found"] < r["seeds_expected"] for r in others) else ""
+        partial = "; pale: seeds missing" if any(unfinished) else ""
         ax.set_title(f"bars: ours, mean over seeds; x: the paper{partial}", fontsize=9)
         ax.legend(loc="best", fontsize=8)
         made.append(_save(fig, out / "delta_accuracy.png", dpi=120))
