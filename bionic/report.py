@@ -379,6 +379,11 @@ def num(x, fmt: str = ".2f", sign: bool = False) -> str:
     return format(x, ("+" if sign else "") + fmt)
 
 
+def partial(row: dict) -> bool:
+    """True while a variant lacks some of the seeds the report expects."""
+    return row["seeds_found"] < row["seeds_expected"]
+
+
 def pm(m, s, fmt) -> str:
     return num(m, fmt) if math.isnan(s) else f"{num(m, fmt)} ± {num(s, fmt)}"
 
@@ -421,7 +426,7 @@ def markdown(rows: list[dict], missing: list[Missing], runs_dir: Path, ref: str,
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        seeds = f"{r['seeds_found']}/{r['seeds_expected']}" + (" (partial)" if r["seeds_found"] < r["seeds_expected"] else "")
+        seeds = f"{r['seeds_found']}/{r['seeds_expected']}" + (" (partial)" if partial(r) else "")
         if math.isnan(r["delta_acc"]):
             delta = "—" if r["variant"] == ref else "n/a"
         elif math.isnan(r["delta_acc_ci_low"]):
@@ -491,7 +496,7 @@ def _save(fig, path: Path, dpi: int) -> str:
 def bar_label(row: dict) -> str:
     """A variant's name on the figure, with its seed count while seeds are missing, so that an
     unfinished bar (one seed has no CI) is not read as a finished one."""
-    if row["seeds_found"] < row["seeds_expected"]:
+    if partial(row):
         return f"{row['variant']} ({row['seeds_found']} of {row['seeds_expected']} seeds)"
     return row["variant"]
 
@@ -511,8 +516,7 @@ def figures(rows: list[dict], variants: list[VariantRuns], out: Path, ref: str) 
         d = [r["delta_acc"] for r in others]
         err = [[0 if math.isnan(r["delta_acc_ci_low"]) else r["delta_acc"] - r["delta_acc_ci_low"] for r in others],
                [0 if math.isnan(r["delta_acc_ci_high"]) else r["delta_acc_ci_high"] - r["delta_acc"] for r in others]]
-        unfinished = [r["seeds_found"] < r["seeds_expected"] for r in others]
-        colors = ["lightsteelblue" if u else "tab:blue" for u in unfinished]
+        colors = ["lightsteelblue" if partial(r) else "tab:blue" for r in others]
         ax.barh(y, d, xerr=err, color=colors, alpha=0.7, capsize=3, label="ours (95 % CI, paired by seed)")
         py = [yy for yy, r in zip(y, others) if r["paper_delta_acc"] is not None]
         px = [r["paper_delta_acc"] for r in others if r["paper_delta_acc"] is not None]
@@ -521,8 +525,8 @@ def figures(rows: list[dict], variants: list[VariantRuns], out: Path, ref: str) 
         ax.axvline(0, color="grey", lw=0.8)
         ax.set_yticks(y, [bar_label(r) for r in others])
         ax.set_xlabel(f"test accuracy change vs {ref} (points)")
-        partial = "; pale: seeds missing" if any(unfinished) else ""
-        ax.set_title(f"bars: ours, mean over seeds; x: the paper{partial}", fontsize=9)
+        pale = "; pale: seeds missing" if any(map(partial, others)) else ""
+        ax.set_title(f"bars: ours, mean over seeds; x: the paper{pale}", fontsize=9)
         ax.legend(loc="best", fontsize=8)
         made.append(_save(fig, out / "delta_accuracy.png", dpi=120))
     # 2. confusion matrices, summed over seeds, each row normalized (recall on the diagonal)
