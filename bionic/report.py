@@ -514,10 +514,15 @@ def figures(rows: list[dict], variants: list[VariantRuns], out: Path, ref: str) 
         fig, ax = plt.subplots(figsize=(7, 0.45 * len(others) + 1.5))
         y = list(range(len(others)))[::-1]
         d = [r["delta_acc"] for r in others]
-        err = [[0 if math.isnan(r["delta_acc_ci_low"]) else r["delta_acc"] - r["delta_acc_ci_low"] for r in others],
-               [0 if math.isnan(r["delta_acc_ci_high"]) else r["delta_acc_ci_high"] - r["delta_acc"] for r in others]]
         colors = ["lightsteelblue" if partial(r) else "tab:blue" for r in others]
-        ax.barh(y, d, xerr=err, color=colors, alpha=0.7, capsize=3, label="ours (95 % CI, paired by seed)")
+        ax.barh(y, d, color=colors, alpha=0.7, label="ours")
+        # one seed has no interval: a zero-width cap would read as certainty
+        ci = [(yy, r) for yy, r in zip(y, others) if not math.isnan(r["delta_acc_ci_low"])]
+        if ci:
+            ax.errorbar([r["delta_acc"] for _, r in ci], [yy for yy, _ in ci], fmt="none", ecolor="black",
+                        xerr=[[r["delta_acc"] - r["delta_acc_ci_low"] for _, r in ci],
+                              [r["delta_acc_ci_high"] - r["delta_acc"] for _, r in ci]],
+                        capsize=3, label="95 % CI, paired by seed")
         py = [yy for yy, r in zip(y, others) if r["paper_delta_acc"] is not None]
         px = [r["paper_delta_acc"] for r in others if r["paper_delta_acc"] is not None]
         if px:
