@@ -517,11 +517,11 @@ def figures(rows: list[dict], variants: list[VariantRuns], out: Path, ref: str) 
         colors = ["lightsteelblue" if partial(r) else "tab:blue" for r in others]
         ax.barh(y, d, color=colors, alpha=0.7, label="ours")
         # one seed has no interval: a zero-width cap would read as certainty
-        ci = [(yy, r) for yy, r in zip(y, others) if not math.isnan(r["delta_acc_ci_low"])]
+        ci = [i for i, r in enumerate(others) if not math.isnan(r["delta_acc_ci_low"])]
         if ci:
-            ax.errorbar([r["delta_acc"] for _, r in ci], [yy for yy, _ in ci], fmt="none", ecolor="black",
-                        xerr=[[r["delta_acc"] - r["delta_acc_ci_low"] for _, r in ci],
-                              [r["delta_acc_ci_high"] - r["delta_acc"] for _, r in ci]],
+            ax.errorbar([d[i] for i in ci], [y[i] for i in ci], fmt="none", ecolor="black",
+                        xerr=[[d[i] - others[i]["delta_acc_ci_low"] for i in ci],
+                              [others[i]["delta_acc_ci_high"] - d[i] for i in ci]],
                         capsize=3, label="95 % CI, paired by seed")
         py = [yy for yy, r in zip(y, others) if r["paper_delta_acc"] is not None]
         px = [r["paper_delta_acc"] for r in others if r["paper_delta_acc"] is not None]
