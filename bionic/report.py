@@ -523,10 +523,10 @@ def figures(rows: list[dict], variants: list[VariantRuns], out: Path, ref: str) 
                         xerr=[[d[i] - others[i]["delta_acc_ci_low"] for i in ci],
                               [others[i]["delta_acc_ci_high"] - d[i] for i in ci]],
                         capsize=3, label="95 % CI, paired by seed")
-        py = [yy for yy, r in zip(y, others) if r["paper_delta_acc"] is not None]
-        px = [r["paper_delta_acc"] for r in others if r["paper_delta_acc"] is not None]
-        if px:
-            ax.scatter(px, py, marker="x", color="black", zorder=3, label="paper")
+        paper = [i for i, r in enumerate(others) if r["paper_delta_acc"] is not None]
+        if paper:
+            ax.scatter([others[i]["paper_delta_acc"] for i in paper], [y[i] for i in paper], marker="x",
+                       color="black", zorder=3, label="paper")
         ax.axvline(0, color="grey", lw=0.8)
         ax.set_yticks(y, [bar_label(r) for r in others])
         ax.set_xlabel(f"test accuracy change vs {ref} (points)")
