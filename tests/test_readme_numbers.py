@@ -41,6 +41,6 @@ def test_readme_ablation_rows_are_the_committed_reports():
     rows = readme_rows()
     shown = [row.split("`")[1] for row in rows]
     assert shown == complete, "the README table lists exactly the report's complete variants, in its order"
-    for row in rows:
-        assert row == expected_row(report[row.split("`")[1]]), (
-            "README row differs from results/ablations/ablations.csv; rebuild the report and copy the row")
+    for row, variant in zip(rows, shown):
+        assert row == expected_row(report[variant]), (
+            f"README row for {variant} differs from results/ablations/ablations.csv; copy it from the rebuilt report")
