@@ -5,19 +5,28 @@
 #   here:   scripts/gpu.sh pack ../shared/data/fer2013   # .device/: the data and the missing wheels
 #           scripts/gpu.sh lean                          # branch gpu-lean: the tree without checkpoints
 #   device: run(command="bash scripts/gpu.sh run", carry=[".device"], timeout_s=600)
+#   here:   scripts/gpu.sh collect FILES_AT              # what finished, into results/
+#   device: run(command="DEADLINE_S=N bash scripts/gpu.sh finish", timeout_s=N+30)   # at once, while warm
 #   here:   scripts/gpu.sh unlean                        # back to main, checkpoints restored
-#           scripts/gpu.sh collect FILES_AT              # finished runs into results/
+#           scripts/gpu.sh collect FILES_AT              # the rest into results/
 #
-# `run` trains, at the committed recipe, the bionic_wide seeds not yet in results/headline and then
-# the matrix runs not yet in results/ablations (seed-major), MAX_RUNS at once on the one GPU, and
-# stops the lowest-priority ones (scripts/gpu_watch.py) when not all would finish by the deadline.
+# `run` starts every run of the plan (PLAN_FILE, or by default the bionic_wide seeds not yet in
+# results/headline, then the matrix runs not yet in results/ablations, seed-major), MAX_RUNS at
+# once on the one GPU, each in a session of its own so that it outlives the call. It watches them
+# for CALL_S seconds, stopping the lowest-priority ones (scripts/gpu_watch.py) when not all would
+# finish by TOTAL_S, and brings back what finished. `finish`, the next call on the same warm
+# machine, watches them to its own deadline, stops the rest and brings back the remainder.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 DEVICE_DIR=.device
 MAX_RUNS=${MAX_RUNS:-14}        # runs at once: one CPU core each, two cores left for the rest
-DEADLINE_S=${DEADLINE_S:-550}   # from the start of `run`; the device call allows 600
+CALL_S=${CALL_S:-560}           # `run` returns after this many seconds (the device call allows 600)
+TOTAL_S=${TOTAL_S:-$CALL_S}     # from the start of `run` to the end of `finish`: what the watcher plans for
+KEEP=${KEEP:-0}                 # 1: `run` leaves its runs going for a `finish` call; 0: it stops them
+DEADLINE_S=${DEADLINE_S:-120}   # `finish`: seconds it may watch before it stops every run
+PLAN_FILE=${PLAN_FILE:-}        # lines `ROOT VARIANT SEED [LightningCLI args]`, highest priority first
 WIDE_SEEDS=${WIDE_SEEDS:-0 1 2}
 EXTRA=${EXTRA:-}                # more LightningCLI arguments for every fit and test (smoke tests)
 WORK=${WORK:-/tmp/bionic-gpu}
@@ -61,8 +70,17 @@ unlean() {
     git switch -q main && git branch -q -D gpu-lean && echo "back on main, checkpoints restored"
 }
 
-plan() {  # lines "VARIANT SEED RUNS_ROOT", highest priority first
-    local s
+plan() {  # lines "VARIANT SEED RUN_ROOT [ARGS]", highest priority first, skipping committed runs
+    local root variant seed args s
+    if [ -n "$PLAN_FILE" ]; then
+        [ -f "$PLAN_FILE" ] || die "PLAN_FILE $PLAN_FILE does not exist"
+        # ROOT names the results folder: a finished run lands in results/ROOT/runs/VARIANT/seed_SEED.
+        while read -r root variant seed args; do
+            case $root in ''|'#'*) continue ;; esac
+            [ -f "results/$root/runs/$variant/seed_$seed/metrics.json" ] || echo "$variant $seed $WORK/$root $args"
+        done < "$PLAN_FILE"
+        return
+    fi
     for s in $WIDE_SEEDS; do
         [ -f "results/headline/runs/bionic_wide/seed_$s/metrics.json" ] || echo "bionic_wide $s $WORK/headline"
     done
@@ -83,39 +101,75 @@ run() {  # on the device machine
         export PYTHONPATH=$WORK/site${PYTHONPATH:+:$PYTHONPATH}
     fi
     {
-        date -u; nvidia-smi -L 2>&1
+        date -u; nvidia-smi -L 2>&1; lscpu 2>/dev/null | grep -m1 'Model name'
         "$PYTHON" -c 'import torch, lightning, torchmetrics, jsonargparse
 print("torch", torch.__version__, "cuda", torch.version.cuda, "gpu", torch.cuda.is_available() and torch.cuda.get_device_name())
 print("lightning", lightning.__version__, "torchmetrics", torchmetrics.__version__, "jsonargparse", jsonargparse.__version__)'
-    } > "$out/device.txt" 2>&1 || { cat "$out/device.txt"; die "the device's python cannot import the training stack"; }
-    cat "$out/device.txt"
-    start_mps >> "$out/device.txt" 2>&1
+    } > "$WORK/logs/device.txt" 2>&1 || { cat "$WORK/logs/device.txt"; die "the device's python cannot import the training stack"; }
+    cat "$WORK/logs/device.txt"
+    start_mps >> "$WORK/logs/device.txt" 2>&1
+    tail -1 "$WORK/logs/device.txt"
     # Decode FER-2013 once into the cache, so the runs do not each decode 35,887 JPEGs at once.
     "$PYTHON" -c "from bionic.data.fer2013 import read_fer2013; read_fer2013('$DEVICE_DIR/fer2013', progress=False)" \
         || die "reading $DEVICE_DIR/fer2013 failed; run scripts/gpu.sh pack here first"
     plan | head -n "$MAX_RUNS" > "$WORK/plan.txt"
     echo "$(wc -l < "$WORK/plan.txt") runs at once:"; cat "$WORK/plan.txt"
     : > "$WORK/pids.txt"
-    local variant seed root
-    while read -r variant seed root; do
+    local variant seed root args
+    set -f  # a plan's arguments hold brackets ([1,2]) that must not match file names
+    while read -r variant seed root args; do
         # shellcheck disable=SC2086
         setsid "$PYTHON" -m bionic ablations --variants "$variant" --seeds "$seed" --runs "$root" --jobs 1 -- \
-            --data.root "$DEVICE_DIR/fer2013" --wandb.mode disabled --trainer.enable_progress_bar false $EXTRA \
-            > "$WORK/logs/${variant}_seed_$seed.log" 2>&1 < /dev/null &
+            --data.root "$DEVICE_DIR/fer2013" --wandb.mode disabled --trainer.enable_progress_bar false $args $EXTRA \
+            > "$WORK/logs/${root##*/}_${variant}_seed_$seed.log" 2>&1 < /dev/null &
         echo "$! $root/$variant/seed_$seed" >> "$WORK/pids.txt"
     done < "$WORK/plan.txt"
-    if ! "$PYTHON" scripts/gpu_watch.py "$WORK/pids.txt" $((start + DEADLINE_S)) 2>&1 | tee "$out/watch.log"; then
-        # Without the watcher nothing would stop the runs before the call's limit, and then
-        # nothing would come back: hold the deadline here instead.
-        echo "gpu_watch failed; stopping every run at the deadline" | tee -a "$out/watch.log"
-        sleep $(( start + DEADLINE_S - $(date +%s) > 0 ? start + DEADLINE_S - $(date +%s) : 0 ))
-    fi
-    local pid
-    while read -r pid _; do kill -TERM -- "-$pid" 2>/dev/null; done < "$WORK/pids.txt"
-    wait
+    set +f
+    watch_until $((start + CALL_S)) $((start + TOTAL_S))
+    [ "$KEEP" = 1 ] || stop_all
     bring_back "$out"
-    echo "done in $(( $(date +%s) - start )) s; finished: $(find "$WORK"/headline "$WORK"/ablations -name metrics.json 2>/dev/null | wc -l)"
+    echo "run: $(( $(date +%s) - start )) s; finished: $(finished | wc -l); still going: $(running | wc -l)"
 }
+
+finish() {  # on the same warm machine, in the call after `run` (KEEP=1)
+    local start out=${OUT:?run this through the device tool: \$OUT is where results come back} pid dir
+    start=$(date +%s)
+    [ -s "$WORK/pids.txt" ] || die "no runs here ($WORK/pids.txt): this is a fresh machine, the runs of \`run\` are gone"
+    for dir in ${STOP:-}; do  # run folders (ROOT/VARIANT/seed_S) to give up on now, freeing the GPU for the rest
+        grep " $WORK/$dir\$" "$WORK/pids.txt" | while read -r pid _; do
+            echo "stopping $dir (STOP)"; kill -TERM -- "-$pid" 2>/dev/null
+        done
+    done
+    watch_until $((start + DEADLINE_S)) $((start + DEADLINE_S))
+    stop_all
+    bring_back "$out"
+    echo "finish: $(( $(date +%s) - start )) s; finished: $(finished | wc -l)"
+}
+
+watch_until() {  # RETURN_AT PLAN_FOR (epoch seconds): watch the runs, planning for the second, until the first
+    local seconds=$(( $1 - $(date +%s) ))
+    [ "$seconds" -gt 0 ] || return 0
+    # The watcher plans for the whole lease but returns with this call; the runs live on.
+    timeout "$seconds" "$PYTHON" scripts/gpu_watch.py "$WORK/pids.txt" "$2" 2>&1 | tee -a "$WORK/logs/watch.log"
+    local rc=${PIPESTATUS[0]}
+    [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ] \
+        || { echo "gpu_watch failed; the runs go on until the call's end" | tee -a "$WORK/logs/watch.log"
+             sleep $(( $1 - $(date +%s) > 0 ? $1 - $(date +%s) : 0 )); }
+}
+
+stop_all() {  # every run still going, and wait (up to 30 s) until they are gone
+    local pid i
+    while read -r pid _; do kill -TERM -- "-$pid" 2>/dev/null; done < "$WORK/pids.txt"
+    for i in $(seq 30); do [ -z "$(running)" ] && break; sleep 1; done
+}
+
+running() {  # a run's leader is alive and not a zombie that `run`'s shell has not reaped yet
+    local pid dir
+    while read -r pid dir; do
+        [ -r "/proc/$pid/stat" ] && [ "$(cut -d')' -f2 "/proc/$pid/stat" | awk '{print $1}')" != Z ] && echo "$dir"
+    done < "$WORK/pids.txt"
+}
+finished() { local pid dir; while read -r pid dir; do [ -f "$dir/metrics.json" ] && echo "$dir"; done < "$WORK/pids.txt"; }
 
 start_mps() {  # MPS lets the runs' small kernels share the GPU at once instead of taking turns
     command -v nvidia-cuda-mps-control >/dev/null || { echo "mps: no nvidia-cuda-mps-control"; return; }
@@ -131,42 +185,49 @@ start_mps() {  # MPS lets the runs' small kernels share the GPU at once instead 
 }
 
 bring_back() {  # OUT: at most 8 files of 16 MiB come back, two folders down
-    local out=$1 dir s
-    tar -czf "$out/logs.tar.gz" -C "$WORK" logs $(cd "$WORK" && find headline ablations -name history.json -o -name run.log 2>/dev/null)
-    (cd "$WORK/ablations" 2>/dev/null && find . -name metrics.json | sed 's|/metrics.json$||' \
-        | xargs -r -I{} find {} -maxdepth 1 \( -name metrics.json -o -name history.json -o -name config.yaml \) \
-        | tar -czf "$out/matrix.tar.gz" -T -)
-    for s in $WIDE_SEEDS; do  # one file each: a weights-only checkpoint is about 8 MB
-        dir=$WORK/headline/bionic_wide/seed_$s
-        [ -f "$dir/metrics.json" ] || continue
+    local out=$1 dir name n=0
+    # 1. The record of every run, finished or not (metrics, history, config, confusion matrix), and the logs.
+    (cd "$WORK" && find . -path ./cache -prune -o -path ./site -prune -o -path ./mps -prune -o \
+        \( -name metrics.json -o -name history.json -o -name config.yaml -o -name confusion_matrix.png \
+           -o -name run.log \) -print | tar -czf "$out/runs.tar.gz" -T - logs plan.txt pids.txt)
+    # 2. One weights-only best checkpoint a file (6-10 MB each), for the finished runs in plan order,
+    # while they fit: seven files and 62 MiB at most. The rest keep their records only.
+    local bytes=0 file
+    while read -r dir; do
+        name=$(echo "${dir#"$WORK"/}" | tr '/' '_'); file=$out/ckpt_$name.ckpt
+        [ "$n" -lt 7 ] || { echo "no room for the checkpoint of $dir"; continue; }
         "$PYTHON" -c "import sys, torch; c = torch.load(sys.argv[1], map_location='cpu', weights_only=False)
 for k in ('optimizer_states', 'lr_schedulers'): c.pop(k, None)
-torch.save(c, sys.argv[2])" "$dir/checkpoints/best.ckpt" "$dir/best.ckpt"
-        tar -cf "$out/wide_seed_$s.tar" -C "$WORK/headline" $(cd "$WORK/headline" && ls -d bionic_wide/seed_$s/{metrics.json,history.json,config.yaml,best.ckpt,confusion_matrix.png} 2>/dev/null)
-    done
+torch.save(c, sys.argv[2])" "$dir/checkpoints/best.ckpt" "$file" || continue
+        if [ $((bytes + $(stat -c %s "$file"))) -gt $((62 * 1048576)) ]; then
+            echo "no room for the checkpoint of $dir"; rm -f "$file"; continue
+        fi
+        bytes=$((bytes + $(stat -c %s "$file"))); n=$((n + 1))
+    done < <(finished)
     ls -la "$out"
 }
 
 collect() {  # FILES_AT: the folder the device tool put the returned files in
-    local at=${1:?usage: scripts/gpu.sh collect FILES_AT} t
+    local at=${1:?usage: scripts/gpu.sh collect FILES_AT} run rel dest ck
     mkdir -p runs/gpu
-    [ -f "$at/matrix.tar.gz" ] && tar -xzf "$at/matrix.tar.gz" -C runs/gpu --one-top-level=ablations
-    for t in "$at"/wide_seed_*.tar; do [ -f "$t" ] && tar -xf "$t" -C runs/gpu --one-top-level=headline; done
-    [ -f "$at/logs.tar.gz" ] && tar -xzf "$at/logs.tar.gz" -C runs/gpu --one-top-level=logs
-    local run dest
-    for run in runs/gpu/ablations/*/seed_* runs/gpu/headline/*/seed_*; do
-        [ -f "$run/metrics.json" ] || continue
-        case $run in  # runs/gpu/<matrix>/<variant>/seed_<s> -> results/<matrix>/runs/<variant>/seed_<s>
-            runs/gpu/ablations/*) dest=results/ablations/runs/${run#runs/gpu/ablations/} ;;
-            runs/gpu/headline/*) dest=results/headline/runs/${run#runs/gpu/headline/} ;;
-        esac
+    [ -f "$at/runs.tar.gz" ] || die "$at has no runs.tar.gz"
+    tar -xzf "$at/runs.tar.gz" -C runs/gpu
+    for ck in "$at"/ckpt_*.ckpt; do [ -f "$ck" ] && cp "$ck" runs/gpu/; done
+    # runs/gpu/ROOT/VARIANT/seed_S -> results/ROOT/runs/VARIANT/seed_S (ROOT may have several parts)
+    while read -r run; do
+        run=${run%/metrics.json}; rel=${run#runs/gpu/}
+        dest=results/${rel%/*/seed_*}/runs/${rel#"${rel%/*/seed_*}"/}
         if [ -e "$dest/metrics.json" ]; then echo "kept $dest (already there)"; continue; fi
-        mkdir -p "$dest" && cp -a "$run"/. "$dest"/ && echo "collected $dest"
-    done
-    echo "next: python -m bionic report results/ablations/runs --out results/ablations --matrix"
+        mkdir -p "$dest"
+        cp "$run"/metrics.json "$run"/history.json "$run"/config.yaml "$dest"/
+        [ -f "$run/confusion_matrix.png" ] && cp "$run/confusion_matrix.png" "$dest"/
+        ck=runs/gpu/ckpt_$(echo "$rel" | tr '/' '_').ckpt
+        [ -f "$ck" ] && cp "$ck" "$dest/best.ckpt"
+        echo "collected $dest$([ -f "$dest/best.ckpt" ] && echo ' (with best.ckpt)')"
+    done < <(find runs/gpu -path runs/gpu/logs -prune -o -name metrics.json -print | sort)
 }
 
 case "${1:-}" in
-    pack|lean|unlean|run|collect|plan) cmd=$1; shift; "$cmd" "$@" ;;
-    *) die "usage: scripts/gpu.sh pack DATA | lean | run | unlean | collect FILES_AT | plan" ;;
+    pack|lean|unlean|run|finish|collect|plan) cmd=$1; shift; "$cmd" "$@" ;;
+    *) die "usage: scripts/gpu.sh pack DATA | lean | run | finish | unlean | collect FILES_AT | plan" ;;
 esac

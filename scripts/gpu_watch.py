@@ -9,7 +9,9 @@ is lost anyway (nothing of it comes back but its history). Every CHECK_S seconds
 run has EPOCHS_TO_JUDGE epochs timed since the last stop, a run's projected finish is its epochs
 left times its median recent epoch, plus TEST_S for its test. If any projection overruns the time
 left, the last run of the plan still fitting is stopped (SIGTERM to its group: the fit exits 143 and its
-runner reports it). At the deadline every group still alive is stopped.
+runner reports it), unless an earlier stop did not make the run it was for any faster (then the runs
+are each held up by their own CPU core, not by sharing the GPU, and a stop would only lose a run).
+At the deadline every group still alive is stopped.
 """
 
 from __future__ import annotations
@@ -60,11 +62,20 @@ def stop(pid: int, why: str) -> None:
         pass
 
 
+def name(run_dir: Path) -> str:
+    """ROOT/VARIANT/seed_S, short enough for a progress line."""
+    return "/".join(run_dir.parts[-3:])
+
+
 def main(plan_path: str, deadline: float) -> None:
     lines = [line.split(maxsplit=1) for line in Path(plan_path).read_text().splitlines() if line.strip()]
     plan = [(int(pid), Path(run_dir)) for pid, run_dir in lines]
     # Epochs timed before the last stop ran under more sharing: judge only the ones after it.
     judged_from = {d: 0 for _, d in plan}
+    # Stopping a run only helps the others while they share the GPU. When each run is held up by
+    # its own CPU core instead, a stop would only lose a run: after one that did not speed up the
+    # run it was for, no more are made.
+    stops_help, last_stop = True, None  # last_stop: (run it was for, its epoch time then)
     while True:
         live = [(pid, d) for pid, d in plan if alive(pid)]
         left = deadline - time.time()
@@ -87,13 +98,25 @@ def main(plan_path: str, deadline: float) -> None:
             projections.append(((max_epochs(d) - len(done)) * epoch_s + TEST_S, d, epoch_s))
         else:
             need, worst, _ = max(projections, key=lambda p: p[0])
-            times = ", ".join(f"{d.parent.name}/{d.name} {s:.1f} s/epoch" for _, d, s in projections)
+            times = ", ".join(f"{name(d)} {len(history(d))}/{max_epochs(d)} at {s:.1f} s/epoch"
+                              for _, d, s in projections)
             print(f"{time.strftime('%H:%M:%S')} gpu_watch: {left:.0f} s left; {times}", flush=True)
+            if last_stop is not None:
+                was_for, before = last_stop
+                now = next((s for _, d, s in projections if d == was_for), None)
+                if now is not None and now > 0.9 * before:
+                    stops_help = False
+                    print(f"gpu_watch: {name(was_for)} ran no faster after the stop ({before:.1f} -> {now:.1f} "
+                          "s/epoch): the runs do not wait on each other; no more stops before the deadline",
+                          flush=True)
+                last_stop = None
             fitting = [(pid, d) for pid, d in live if not (d / "fit.done").is_file()]
-            if need > left and len(live) > 1 and fitting:
+            if stops_help and need > left and len(live) > 1 and fitting:
                 pid, d = fitting[-1]  # a run already testing is about to finish: never stop it
                 stop(pid, f"{worst} needs {need:.0f} s, {left:.0f} s are left; {d} has the lowest priority")
                 judged_from = {run_dir: len(history(run_dir)) for _, run_dir in plan}
+                if d != worst:
+                    last_stop = (worst, next(s for _, r, s in projections if r == worst))
         time.sleep(CHECK_S)
 
 

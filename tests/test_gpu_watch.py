@@ -66,3 +66,34 @@ def test_a_run_already_testing_is_not_the_one_stopped(watch, tmp_path, capsys):
     watch_plan(watch, tmp_path, [first, second, testing], seconds=2.0)
     stops = [line for line in capsys.readouterr().out.splitlines() if "stopping pid" in line]
     assert f"stopping pid {second[0].pid}" in stops[0] and "lowest priority" in stops[0]
+
+
+def test_no_more_stops_once_a_stop_did_not_speed_the_run_up(watch, tmp_path, capsys):
+    """Runs each held up by their own CPU core: the first stop frees nothing, so it is the last."""
+    import threading
+
+    runs = [fake_run(tmp_path, name, epochs_done=3, epoch_s=s, max_epochs=100)
+            for name, s in (("bionic_wide", 10.0), ("bionic", 1.0), ("baseline", 1.0))]
+    ticking = threading.Event()
+
+    def tick():  # each run keeps finishing epochs at its own unchanged pace
+        while not ticking.is_set():
+            for proc, run_dir in runs:
+                if proc.poll() is None:
+                    epochs = json.loads((run_dir / "history.json").read_text())
+                    epochs.append({"epoch": len(epochs), "time_s": epochs[0]["time_s"]})
+                    (run_dir / "history.json").write_text(json.dumps(epochs))
+            time.sleep(0.01)
+
+    clock = threading.Thread(target=tick, daemon=True)
+    clock.start()
+    try:
+        watch_plan(watch, tmp_path, runs, seconds=3.0)
+    finally:
+        ticking.set()
+    said = capsys.readouterr().out
+    stops = [line for line in said.splitlines() if "stopping pid" in line]
+    assert "lowest priority" in stops[0] and f"stopping pid {runs[2][0].pid}" in stops[0]
+    assert "ran no faster after the stop" in said
+    assert [line for line in stops[1:] if "lowest priority" in line] == [], "one stop that did not help is the last"
+    assert sum("deadline reached" in line for line in stops) == 2, "the other two run to the deadline"
