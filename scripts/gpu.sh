@@ -4,11 +4,11 @@
 #
 #   here:   scripts/gpu.sh pack ../shared/data/fer2013   # .device/: the data and the missing wheels
 #           scripts/gpu.sh lean                          # branch gpu-lean: the tree without checkpoints
-#   device: run(command="bash scripts/gpu.sh run", carry=[".device"], timeout_s=600)
-#   here:   scripts/gpu.sh collect FILES_AT              # what finished, into results/
-#   device: run(command="DEADLINE_S=N bash scripts/gpu.sh finish", timeout_s=N+30)   # at once, while warm
+#   device: run(command="KEEP=1 CALL_S=190 TOTAL_S=700 PLAN_FILE=scripts/gpu_plan.txt bash scripts/gpu.sh run",
+#               carry=[".device"], timeout_s=240)
+#   device: run(command="DEADLINE_S=N bash scripts/gpu.sh finish", timeout_s=N+45)   # at once, while warm
 #   here:   scripts/gpu.sh unlean                        # back to main, checkpoints restored
-#           scripts/gpu.sh collect FILES_AT              # the rest into results/
+#           scripts/gpu.sh collect FILES_AT              # for each call's files: finished runs into results/
 #
 # `run` starts every run of the plan (PLAN_FILE, or by default the bionic_wide seeds not yet in
 # results/headline, then the matrix runs not yet in results/ablations, seed-major), MAX_RUNS at
