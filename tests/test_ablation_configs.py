@@ -98,20 +98,23 @@ def test_both_networks_train_by_one_recipe(base):
     assert {k for k in differ if not k.startswith("model.net.")} == {"model.hebbian", "trainer.default_root_dir",
                                                                         "wandb.group"}
     # the network files hold only that difference; the rest is stated once (recipe and signatures).
-    # A recipe of its own (configs/bionic_*.yaml) may set its network's settings too.
+    # A recipe of its own (configs/bionic_*.yaml) may set its network's settings and its budget too.
     for path in (REPO / "configs").glob("*.yaml"):
+        own = path.stem.startswith("bionic_")
         keys = {k for k in flat(yaml.safe_load(path.read_text()))
-                if not (path.stem.startswith("bionic_") and k.startswith("model.net.init_args."))}
+                if not (own and (k.startswith("model.net.init_args.") or k == "trainer.max_epochs"))}
         assert keys <= {"model.net.class_path", "model.hebbian", "trainer.default_root_dir", "wandb.group"}, path
 
 
-def test_the_wide_recipe_changes_only_the_front_end(base):
-    """bionic_wide: the laminar column, its plasticity and the recipe exactly as BioNIC's."""
+def test_the_wide_recipe_changes_only_the_front_end_and_its_budget(base):
+    """bionic_wide: the laminar column, its plasticity and the recipe exactly as BioNIC's; only its
+    budget is its own, 40 epochs, what one GPU lease holds (docs/gpu.md)."""
     wide = flat(parsed(built("configs/bionic_wide.yaml")))
     before = flat(base)
     differ = {k for k in before.keys() | wide.keys() if before.get(k) != wide.get(k)} - set(OWN_NAMES)
     front = {f"model.net.init_args.{k}" for k in ("conv_channels", "conv_strides", "pool_size")}
-    assert differ == front
+    assert differ == front | {"trainer.max_epochs"}
+    assert (before["trainer.max_epochs"], wide["trainer.max_epochs"]) == (100, 40)
 
 
 # Keys an ablation file sets besides its one setting: where its hand-run lives and its W&B group.
