@@ -27,6 +27,8 @@ TOTAL_S=${TOTAL_S:-$CALL_S}     # from the start of `run` to the end of `finish`
 KEEP=${KEEP:-0}                 # 1: `run` leaves its runs going for a `finish` call; 0: it stops them
 DEADLINE_S=${DEADLINE_S:-120}   # `finish`: seconds it may watch before it stops every run
 PLAN_FILE=${PLAN_FILE:-}        # lines `ROOT VARIANT SEED [LightningCLI args]`, highest priority first
+PROFILE=${PROFILE:-1}           # 1: `run` also profiles a training step of each network on a spare core
+BENCH_ARGS=${BENCH_ARGS:---steps 30 --warmup 10}
 WIDE_SEEDS=${WIDE_SEEDS:-0 1 2}
 EXTRA=${EXTRA:-}                # more LightningCLI arguments for every fit and test (smoke tests)
 WORK=${WORK:-/tmp/bionic-gpu}
@@ -129,6 +131,14 @@ print("lightning", lightning.__version__, "torchmetrics", torchmetrics.__version
         echo "$! $root/$variant/seed_$seed" >> "$WORK/pids.txt"
     done < "$WORK/plan.txt"
     set +f
+    if [ "$PROFILE" = 1 ]; then
+        # On a spare core, beside the runs: where a step's host time goes on this machine (the
+        # last lease found a step held up by the host; docs/gpu.md). Brought back with the runs.
+        mkdir -p "$WORK/bench"
+        # shellcheck disable=SC2086
+        setsid timeout 300 "$PYTHON" -m bionic bench --data.root "$WORK/fer2013" $BENCH_ARGS \
+            --repeats 1 --threads 1 --profile --out "$WORK/bench/bench.json" > "$WORK/logs/bench.log" 2>&1 < /dev/null &
+    fi
     watch_until $((start + CALL_S)) $((start + TOTAL_S))
     [ "$KEEP" = 1 ] || stop_all
     bring_back "$out"
@@ -193,7 +203,7 @@ bring_back() {  # OUT: at most 8 files of 16 MiB come back, two folders down
     # 1. The record of every run, finished or not (metrics, history, config, confusion matrix), and the logs.
     (cd "$WORK" && find . -path ./cache -prune -o -path ./site -prune -o -path ./mps -prune -o \
         \( -name metrics.json -o -name history.json -o -name config.yaml -o -name confusion_matrix.png \
-           -o -name run.log \) -print | tar -czf "$out/runs.tar.gz" -T - logs plan.txt pids.txt)
+           -o -name run.log -o -name bench.json -o -name 'profile_*.txt' \) -print | tar -czf "$out/runs.tar.gz" -T - logs plan.txt pids.txt)
     # 2. One weights-only best checkpoint a file (6-10 MB each), for the finished runs in plan order,
     # while they fit: seven files and 62 MiB at most. The rest keep their records only.
     local bytes=0 file
