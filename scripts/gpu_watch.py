@@ -85,25 +85,25 @@ def main(plan_path: str, deadline: float) -> None:
             for pid, d in live:
                 stop(pid, f"deadline reached ({d})")
             return
-        projections = []
+        projections = {}  # run -> (seconds it still needs, its epoch time, "epochs done/budget")
         for _, d in live:
             if (d / "fit.done").is_file():  # only its test is left
-                projections.append((TEST_S, d, 0.0))
+                projections[d] = (TEST_S, 0.0, "fitted")
                 continue
-            done = history(d)
+            done, budget = history(d), max_epochs(d)
             fresh = [e["time_s"] for e in done[judged_from[d]:] if e.get("time_s")]
             if len(fresh) < EPOCHS_TO_JUDGE:
                 break
             epoch_s = statistics.median(fresh[-EPOCHS_TO_JUDGE:])
-            projections.append(((max_epochs(d) - len(done)) * epoch_s + TEST_S, d, epoch_s))
+            projections[d] = ((budget - len(done)) * epoch_s + TEST_S, epoch_s, f"{len(done)}/{budget}")
         else:
-            need, worst, _ = max(projections, key=lambda p: p[0])
-            times = ", ".join(f"{name(d)} {len(history(d))}/{max_epochs(d)} at {s:.1f} s/epoch"
-                              for _, d, s in projections)
+            worst = max(projections, key=lambda d: projections[d][0])
+            need = projections[worst][0]
+            times = ", ".join(f"{name(d)} {progress} at {s:.1f} s/epoch" for d, (_, s, progress) in projections.items())
             print(f"{time.strftime('%H:%M:%S')} gpu_watch: {left:.0f} s left; {times}", flush=True)
             if last_stop is not None:
                 was_for, before = last_stop
-                now = next((s for _, d, s in projections if d == was_for), None)
+                now = projections[was_for][1] if was_for in projections else None
                 if now is not None and now > 0.9 * before:
                     stops_help = False
                     print(f"gpu_watch: {name(was_for)} ran no faster after the stop ({before:.1f} -> {now:.1f} "
@@ -116,7 +116,7 @@ def main(plan_path: str, deadline: float) -> None:
                 stop(pid, f"{worst} needs {need:.0f} s, {left:.0f} s are left; {d} has the lowest priority")
                 judged_from = {run_dir: len(history(run_dir)) for _, run_dir in plan}
                 if d != worst:
-                    last_stop = (worst, next(s for _, r, s in projections if r == worst))
+                    last_stop = (worst, projections[worst][1])
         time.sleep(CHECK_S)
 
 

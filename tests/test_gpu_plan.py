@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 
+import pytest
+
 from conftest import REPO
 
 
@@ -36,8 +38,6 @@ def test_a_missing_plan_file_is_one_clear_error(tmp_path):
 
 def test_every_run_of_the_committed_plan_parses(capsys):
     """A typo in scripts/gpu_plan.txt would only show on the lent GPU, where each minute counts."""
-    import pytest
-
     from bionic.ablations import discover_variants
     from bionic.cli import run_cli
 
