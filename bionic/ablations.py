@@ -141,9 +141,21 @@ def fit_command(run: Run, epochs: int | None = None, extra=()) -> list[str]:
 
 
 def evaluate_command(run: Run, extra=()) -> list[str]:
-    """`test` of the run's best checkpoint, with the config fit saved (so the same data split)."""
+    """`test` of the run's best checkpoint, with the config fit saved (so the same data split).
+
+    The user's overrides follow, less their list appends (`--trainer.callbacks+=X`): the saved
+    config already holds what fit appended, and appending it again would, for a stateful
+    callback such as EMAWeightAveraging, make two that Lightning refuses to restore."""
+    kept, args = [], list(extra)
+    while args:
+        arg = args.pop(0)
+        if arg.startswith("--") and "+" in arg.split("=", 1)[0]:
+            if "=" not in arg and args:
+                args.pop(0)  # `--key+ value`: the value goes with it
+            continue
+        kept.append(arg)
     return [*ENTRY, "test", "--config", str(run.dir / "config.yaml"),
-            "--ckpt_path", str(run.dir / "checkpoints" / "best.ckpt"), *extra]
+            "--ckpt_path", str(run.dir / "checkpoints" / "best.ckpt"), *kept]
 
 
 def state(run: Run) -> str:

@@ -132,6 +132,11 @@ def test_commands_use_the_cli_contract(repo):
     assert evaluate_command(run, ["--data.root", "d"])[len(ablations.ENTRY):] == [
         "test", "--config", str(Path("runs/no_a/seed_1/config.yaml")),
         "--ckpt_path", str(Path("runs/no_a/seed_1/checkpoints/best.ckpt")), "--data.root", "d"]
+    appended = ["--trainer.callbacks+=lightning.pytorch.callbacks.EMAWeightAveraging", "--trainer.callbacks.decay",
+                "0.999", "--trainer.callbacks+", "X", "--data.root", "d"]
+    assert evaluate_command(run, appended)[-4:] == ["--trainer.callbacks.decay", "0.999", "--data.root", "d"], \
+        "fit's config.yaml already holds the appended callbacks; test must not append them twice"
+    assert fit_command(run, extra=appended)[-len(appended):] == appended
 
 
 # ---------------------------------------------------------------------------- running
