@@ -31,6 +31,7 @@ from torch import nn
 
 from bionic.data.fer2013 import read_fer2013
 from bionic.report import paired
+from bionic.runs import read_checkpoint
 
 
 def load_net(run: Path) -> tuple[nn.Module, dict]:
@@ -39,7 +40,7 @@ def load_net(run: Path) -> tuple[nn.Module, dict]:
     parser = ArgumentParser()
     parser.add_subclass_arguments(nn.Module, "net")
     net = parser.instantiate(parser.parse_object({"net": config["model"]["net"]})).net
-    ckpt = torch.load(run / "best.ckpt", map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(run / "best.ckpt")
     net.load_state_dict({k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")})
     return net.eval(), ckpt["FER2013DataModule"]
 
