@@ -7,7 +7,10 @@ For every run folder (config.yaml + best.ckpt) it scores each validation and tes
 checks the result against the run's metrics.json, then reports
 
 1. accuracy on the images that have a pixel-identical twin in the training split and on those that
-   do not (FER-2013 has about 1,500 duplicate groups, some across splits: a known flaw);
+   do not (FER-2013 has about 1,500 duplicate groups, some across splits: a known flaw), and by how
+   close the nearest training image comes (a copy at another brightness, contrast or mirrored counts
+   as a near twin), for each split, so that one can see whether validation sits closer to the
+   training images than the test split does;
 2. each model's difference from the first one named, paired by seed, with three 95 % intervals:
    over seeds only (what `report` gives), over test images only, and over both (seeds and
    images resampled together), because every seed is scored on the same 3,589 images. The seeds
@@ -59,6 +62,21 @@ def twins_in(images: torch.Tensor, reference: torch.Tensor) -> np.ndarray:
     return np.array([digest(im) in seen for im in images])
 
 
+def nearest_similarity(images: torch.Tensor, reference: torch.Tensor, chunk: int = 4096) -> np.ndarray:
+    """For each image, the largest cosine similarity of its centred pixels to a reference image's or to
+    its mirror's: 1 for a twin, a copy at another brightness or contrast, or a mirrored copy."""
+    def unit(x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(len(x), -1).float()
+        x = x - x.mean(1, keepdim=True)
+        return x / x.norm(dim=1, keepdim=True).clamp_min(1e-6)
+
+    query, best = unit(images), torch.full((len(images),), -1.0)
+    for ref in (unit(reference), unit(reference.flip(-1))):
+        for i in range(0, len(ref), chunk):
+            best = torch.maximum(best, (query @ ref[i:i + chunk].T).max(1).values)
+    return best.numpy()
+
+
 def intervals(delta: np.ndarray, draws: int, rng: np.random.Generator) -> dict[str, tuple[float, float]]:
     """95 % intervals of the mean of delta[seed, image] (in points): over seeds (t), images, both (bootstrap)."""
     seeds, n = delta.shape
@@ -91,6 +109,7 @@ def main() -> None:
 
     splits = read_fer2013(args.data, None, 0.1, 0, False)
     twin = {role: twins_in(splits.images[role], splits.images["train"]) for role in ("val", "test")}
+    near = {role: nearest_similarity(splits.images[role], splits.images["train"]) for role in ("val", "test")}
     ok: dict[str, dict[str, np.ndarray]] = {}
     optimism: dict[str, list[float]] = {}
     for model in args.models:
@@ -125,6 +144,22 @@ def main() -> None:
         print(f"| {model} | " + " | ".join(cells) + " |")
 
     ref, rng = args.models[0], np.random.default_rng(0)
+    print("\n## Images by how close the nearest training image comes\n")
+    print("Cosine similarity of the centred pixels to the nearest training image or its mirror: 1 for a twin, or a "
+          "copy at another brightness, contrast or mirrored. Share of each split, then accuracy % (Δ from "
+          f"{ref} in points).\n")
+    edges = [(-1.0, 0.8, "under 0.80"), (0.8, 0.95, "0.80 to 0.95"), (0.95, 1.01, "over 0.95")]
+    print("| split | model | " + " | ".join(name for *_, name in edges) + " |")
+    print("|---|---|" + "---|" * len(edges))
+    for role in ("val", "test"):
+        bins = [(near[role] > lo) & (near[role] <= hi) for lo, hi, _ in edges]
+        print(f"| {role} | images | " + " | ".join(f"{b.sum()} ({100 * b.mean():.1f} %)" for b in bins) + " |")
+        for model, scores in ok.items():
+            cells = [f"{100 * scores[role][:, b].mean():.2f}" + (
+                "" if model == ref else f" ({100 * (scores[role][:, b] - ok[ref][role][:, b]).mean():+.2f})")
+                for b in bins]
+            print(f"| {role} | {model} | " + " | ".join(cells) + " |")
+
     print(f"\n## Differences from {ref}, paired by seed (points; 95 % intervals: t over seeds, bootstrap over images, {args.draws} draws)\n")
     print("| model | split | Δ | over seeds | over images | over seeds and images |")
     print("|---|---|---|---|---|---|")

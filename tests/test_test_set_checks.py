@@ -72,3 +72,14 @@ def test_selection_optimism_is_the_best_epoch_above_its_neighbours(checks):
     # best 0.60 at index 2; its neighbours within 1 epoch: 0.52, 0.60, 0.54 -> mean 0.5533
     assert checks.selection_optimism(history, half=1) == pytest.approx(100 * (0.60 - (0.52 + 0.60 + 0.54) / 3))
     assert checks.selection_optimism([{"val/acc": 0.5}] * 4) == 0
+
+
+def test_nearest_similarity_sees_copies_through_brightness_contrast_and_mirror(checks):
+    rng = np.random.default_rng(2)
+    train = torch.from_numpy(rng.integers(0, 256, (50, 48, 48), dtype=np.uint8))
+    brighter = (train[4].float() * 0.5 + 60).to(torch.uint8)  # another contrast and brightness
+    images = torch.stack([train[7].clone(), train[3].flip(-1), brighter,
+                          torch.from_numpy(rng.integers(0, 256, (48, 48), dtype=np.uint8))])
+    sim = checks.nearest_similarity(images, train, chunk=16)  # chunks smaller than the reference
+    assert sim[:3] == pytest.approx(1.0, abs=1e-2)
+    assert sim[3] < 0.2  # independent noise: nothing near it
