@@ -1,4 +1,4 @@
-"""Entry point: `python -m bionic {fit,validate,test,predict,connectome,ablations,report,bench}`."""
+"""Entry point: `python -m bionic {fit,validate,test,predict,connectome,ablations,report,keep,bench}`."""
 
 import sys
 
@@ -9,6 +9,7 @@ TOOLS = {
     "ablations": "bionic.ablations",
     "sweep-agent": "bionic.ablations",
     "report": "bionic.report",
+    "keep": "bionic.keep",
     "bench": "bionic.bench",
 }
 

@@ -210,9 +210,8 @@ bring_back() {  # OUT: at most 8 files of 16 MiB come back, two folders down
     while read -r dir; do
         name=$(echo "${dir#"$WORK"/}" | tr '/' '_'); file=$out/ckpt_$name.ckpt
         [ "$n" -lt 7 ] || { echo "no room for the checkpoint of $dir"; continue; }
-        "$PYTHON" -c "import sys, torch; c = torch.load(sys.argv[1], map_location='cpu', weights_only=False)
-for k in ('optimizer_states', 'lr_schedulers'): c.pop(k, None)
-torch.save(c, sys.argv[2])" "$dir/checkpoints/best.ckpt" "$file" || continue
+        "$PYTHON" -c "import sys; from bionic.keep import weights_only; weights_only(*sys.argv[1:])" \
+            "$dir/checkpoints/best.ckpt" "$file" || continue
         if [ $((bytes + $(stat -c %s "$file"))) -gt $((62 * 1048576)) ]; then
             echo "no room for the checkpoint of $dir"; rm -f "$file"; continue
         fi

@@ -40,3 +40,16 @@ def test_a_committed_bionic_config_names_every_setting(config):
     init_args = yaml.safe_load(config.read_text())["model"]["net"]["init_args"]
     settings = [name for name in inspect.signature(BioNIC.__init__).parameters if name != "self"]
     assert not [name for name in settings if name not in init_args], f"{config} lacks BioNIC settings"
+
+
+CHECKPOINTS = sorted((REPO / "results").glob("**/runs/**/best.ckpt"))
+
+
+@pytest.mark.parametrize("ckpt", CHECKPOINTS, ids=[str(c.relative_to(REPO / "results")) for c in CHECKPOINTS])
+def test_a_committed_checkpoint_is_weights_only(ckpt):
+    """What `python -m bionic keep` writes: the weights, not what only resuming needs."""
+    import torch
+
+    kept = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert "state_dict" in kept
+    assert not {"optimizer_states", "lr_schedulers", "current_model_state", "averaging_state"} & set(kept), ckpt

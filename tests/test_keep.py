@@ -1,0 +1,100 @@
+"""`python -m bionic keep`: a finished run into results/, its checkpoint weights only, still scoring
+what its metrics.json says; nothing already kept is overwritten."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from bionic import keep
+from conftest import tiny_fit_args
+from test_bad_input import BASELINE, bionic, one_error
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """RUNS/baseline/seed_0 fitted and tested as the ablation runner does; seed_1 fitted, not tested."""
+    from conftest import make_folders
+
+    base = tmp_path_factory.mktemp("keep")
+    root = make_folders(base / "fer", {"train": 12, "test": 4})
+    for seed in (0, 1):
+        run_dir = base / "runs" / "baseline" / f"seed_{seed}"
+        code, _, err = _bionic("fit", *BASELINE, *tiny_fit_args(root, run_dir), "--seed_everything", str(seed))
+        assert code == 0, err[-3000:]
+    code, _, err = _bionic("test", "--config", str(base / "runs/baseline/seed_0/config.yaml"))
+    assert code == 0, err[-3000:]
+    return base / "runs", root
+
+
+class _Captured:  # a module fixture has no capsys; pytest captures the output all the same
+    @staticmethod
+    def readouterr():
+        return "", ""
+
+
+def _bionic(*args):
+    return bionic(_Captured, *args)
+
+
+def test_a_finished_run_is_kept_with_weights_only_and_scores_its_accuracy(runs, tmp_path, capsys):
+    src, root = runs
+    dest = tmp_path / "results"
+    assert keep.main([str(src), str(dest)]) == 0
+    out = capsys.readouterr().out
+    kept = dest / "baseline" / "seed_0"
+    assert f"kept {src / 'baseline/seed_0'} -> {kept}" in out
+    assert not (dest / "baseline" / "seed_1").exists(), "a fit without metrics.json is not finished"
+    for name in ("metrics.json", "history.json", "config.yaml", "best.ckpt"):
+        assert (kept / name).is_file(), name
+
+    full = torch.load(src / "baseline/seed_0/checkpoints/best.ckpt", map_location="cpu", weights_only=True)
+    lean = torch.load(kept / "best.ckpt", map_location="cpu", weights_only=True)
+    assert {"optimizer_states", "lr_schedulers"} <= set(full)
+    assert not {"optimizer_states", "lr_schedulers"} & set(lean)
+    assert lean["state_dict"].keys() == full["state_dict"].keys()
+    assert all(torch.equal(lean["state_dict"][k], full["state_dict"][k]) for k in full["state_dict"])
+    assert (kept / "best.ckpt").stat().st_size < (src / "baseline/seed_0/checkpoints/best.ckpt").stat().st_size
+
+    rescore = tmp_path / "rescore"
+    code, _, err = bionic(capsys, "test", "--config", str(kept / "config.yaml"), "--ckpt_path", str(kept / "best.ckpt"),
+                          "--data.root", str(root), "--trainer.default_root_dir", str(rescore), "--wandb.mode", "disabled")
+    assert code == 0, err[-3000:]
+    recorded = json.loads((kept / "metrics.json").read_text())["test/acc"]
+    assert json.loads((rescore / "metrics.json").read_text())["test/acc"] == pytest.approx(recorded)
+
+
+def test_a_kept_run_is_never_overwritten(runs, tmp_path, capsys):
+    src, _ = runs
+    dest = tmp_path / "results"
+    keep.main([str(src), str(dest)])
+    kept = dest / "baseline" / "seed_0" / "metrics.json"
+    before = kept.stat().st_mtime_ns
+    capsys.readouterr()
+
+    assert keep.main([str(src), str(dest)]) == 0
+    assert f"already kept: {kept.parent}\n" in capsys.readouterr().out
+    assert kept.stat().st_mtime_ns == before
+
+    # the same run trained again elsewhere: flagged, and still left as is
+    other = tmp_path / "other"
+    shutil.copytree(src, other)
+    metrics = json.loads((other / "baseline/seed_0/metrics.json").read_text())
+    (other / "baseline/seed_0/metrics.json").write_text(json.dumps({**metrics, "test/acc": 0.5}))
+    assert keep.main([str(other), str(dest)]) == 0
+    assert "its metrics.json differs" in capsys.readouterr().out
+    assert kept.stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("where", ["missing", "empty"])
+def test_no_finished_run_is_one_line(tmp_path, capsys, where):
+    runs = tmp_path / "runs"
+    if where == "empty":
+        (runs / "baseline" / "seed_0").mkdir(parents=True)
+    assert keep.main([str(runs), str(tmp_path / "results")]) == 2
+    line = one_error(2, capsys.readouterr().err)
+    assert str(runs) in line and ("no runs folder" if where == "missing" else "no finished run") in line
+    assert not (tmp_path / "results").exists()
