@@ -1,6 +1,6 @@
 """Keep finished runs for the record: their files into results/, the best checkpoint as weights.
 
-`python -m bionic keep RUNS DEST`
+`python -m bionic keep RUNS DEST [--no-checkpoints]`
 
 Copies every finished run under RUNS (a `<variant>/seed_<s>/` folder with a metrics.json) that
 DEST does not hold yet to `DEST/<variant>/seed_<s>/`: metrics.json, history.json, config.yaml,
@@ -8,6 +8,7 @@ confusion_matrix.png, and `checkpoints/best.ckpt` as `best.ckpt` without the opt
 and weight-averaging state (a third of the size; `python -m bionic test --config
 DEST/.../config.yaml --ckpt_path DEST/.../best.ckpt` needs only the weights). A run DEST already
 holds is never overwritten: it is listed, and flagged when its metrics.json differs.
+`--no-checkpoints` keeps the record alone, as for the ablation matrix and the tuning proxies.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def finished_runs(runs: Path) -> list[Path]:
     return sorted(m.parent for m in runs.glob("*/seed_*/metrics.json"))
 
 
-def keep_run(run: Path, dest: Path) -> str:
+def keep_run(run: Path, dest: Path, checkpoint: bool = True) -> str:
     """Copy one finished run to `dest`; a line saying what was done."""
     if (dest / "metrics.json").exists():
         same = filecmp.cmp(run / "metrics.json", dest / "metrics.json", shallow=False)
@@ -51,34 +52,37 @@ def keep_run(run: Path, dest: Path) -> str:
     for name in RECORD:
         if (run / name).is_file():
             shutil.copy2(run / name, dest / name)
-    if (run / BEST).is_file():
+    if checkpoint and (run / BEST).is_file():
         # metrics.json last, so an interrupted copy is not taken for a kept run next time
         weights_only(run / BEST, dest / "best.ckpt")
     shutil.copy2(run / "metrics.json", dest / "metrics.json")
-    return f"kept {run} -> {dest}{'' if (dest / 'best.ckpt').exists() else ' (no checkpoints/best.ckpt to keep)'}"
+    missing = checkpoint and not (dest / "best.ckpt").exists()
+    return f"kept {run} -> {dest}{' (no checkpoints/best.ckpt to keep)' if missing else ''}"
 
 
-def keep(runs: Path, dest: Path) -> list[str]:
+def keep(runs: Path, dest: Path, checkpoints: bool = True) -> list[str]:
     if not runs.is_dir():
         raise BionicError(f"no runs folder at {runs}; pass the --runs folder of `python -m bionic ablations`")
     found = finished_runs(runs)
     if not found:
         raise BionicError(f"{runs} holds no finished run (<variant>/seed_<s>/metrics.json); "
                           "let the runs finish, or pass another folder")
-    return [keep_run(run, dest / run.relative_to(runs)) for run in found]
+    return [keep_run(run, dest / run.relative_to(runs), checkpoints) for run in found]
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bionic keep", description=__doc__.split("\n\n")[0])
     p.add_argument("runs", type=Path, help="the runs folder, e.g. runs/headline")
     p.add_argument("dest", type=Path, help="where the record goes, e.g. results/headline/runs")
+    p.add_argument("--no-checkpoints", dest="checkpoints", action="store_false",
+                   help="keep metrics, history, config and confusion matrix only")
     return p
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
-        lines = keep(args.runs, args.dest)
+        lines = keep(args.runs, args.dest, args.checkpoints)
     except BionicError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -89,6 +89,14 @@ def test_a_kept_run_is_never_overwritten(runs, tmp_path, capsys):
     assert kept.stat().st_mtime_ns == before
 
 
+def test_no_checkpoints_keeps_the_record_alone(runs, tmp_path, capsys):
+    src, _ = runs
+    assert keep.main([str(src), str(tmp_path / "results"), "--no-checkpoints"]) == 0
+    kept = tmp_path / "results" / "baseline" / "seed_0"
+    assert sorted(p.name for p in kept.iterdir()) == ["config.yaml", "confusion_matrix.png", "history.json", "metrics.json"]
+    assert "no checkpoints/best.ckpt" not in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("where", ["missing", "empty"])
 def test_no_finished_run_is_one_line(tmp_path, capsys, where):
     runs = tmp_path / "runs"
