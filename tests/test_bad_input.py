@@ -15,7 +15,8 @@ BASELINE = ["--config", "configs/baseline.yaml"]
 
 
 def bionic(capsys, *args):
-    """run_cli in this process, as `python -m bionic ARGS` runs it: (exit status, stdout, stderr)."""
+    """run_cli in this process, as `python -m bionic ARGS` runs it: (exit status, stdout, stderr).
+    capsys None (a module fixture has none): the output is left to pytest, and read as empty."""
     cwd = os.getcwd()
     os.chdir(REPO)
     try:
@@ -25,7 +26,7 @@ def bionic(capsys, *args):
         code = exc.code
     finally:
         os.chdir(cwd)
-    out, err = capsys.readouterr()
+    out, err = capsys.readouterr() if capsys else ("", "")
     return code, out, err
 
 

@@ -23,21 +23,11 @@ def runs(tmp_path_factory):
     root = make_folders(base / "fer", {"train": 12, "test": 4})
     for seed in (0, 1):
         run_dir = base / "runs" / "baseline" / f"seed_{seed}"
-        code, _, err = _bionic("fit", *BASELINE, *tiny_fit_args(root, run_dir), "--seed_everything", str(seed))
+        code, _, err = bionic(None, "fit", *BASELINE, *tiny_fit_args(root, run_dir), "--seed_everything", str(seed))
         assert code == 0, err[-3000:]
-    code, _, err = _bionic("test", "--config", str(base / "runs/baseline/seed_0/config.yaml"))
+    code, _, err = bionic(None, "test", "--config", str(base / "runs/baseline/seed_0/config.yaml"))
     assert code == 0, err[-3000:]
     return base / "runs", root
-
-
-class _Captured:  # a module fixture has no capsys; pytest captures the output all the same
-    @staticmethod
-    def readouterr():
-        return "", ""
-
-
-def _bionic(*args):
-    return bionic(_Captured, *args)
 
 
 def test_a_finished_run_is_kept_with_weights_only_and_scores_its_accuracy(runs, tmp_path, capsys):
