@@ -152,6 +152,25 @@ def test_lateral_inhibition_normalizes_rectified_responses_unless_asked_not_to()
     assert inputs_of_inhibition(small_net(w, rectify_first_conv=False)).min() < 0  # the paper's literal order
 
 
+def test_conv_batch_norm_normalizes_each_conv_and_keeps_the_default_layout(wiring):
+    plain, normed = small_net(wiring), small_net(wiring, conv_batch_norm=True)
+    norms = [m for m in normed.front.features if isinstance(m, torch.nn.BatchNorm2d)]
+    assert [m.num_features for m in norms] == [4, 6]  # one per conv, its width
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
+    # Off, the front end's layer indices are unchanged, so checkpoints made before the switch load.
+    assert [k for k in plain.state_dict() if k.startswith("front.features")] == [
+        "front.features.0.weight", "front.features.0.bias", "front.features.2.raw_alpha",
+        "front.features.3.weight", "front.features.3.bias"]
+    normed.train()
+    seen = {}
+    handle = norms[0].register_forward_hook(lambda m, args, out: seen.update(out=out.detach()))
+    normed(images(n=8) * 5 + 3)
+    handle.remove()
+    per_channel = seen["out"].transpose(0, 1).flatten(1)
+    assert torch.allclose(per_channel.mean(1), torch.zeros(4), atol=1e-4)
+    assert torch.allclose(per_channel.std(1, unbiased=False), torch.ones(4), atol=1e-2)
+
+
 def test_lateral_inhibition_is_a_local_competition():
     li = LateralInhibition()
     x = torch.zeros(1, 3, 5, 5)

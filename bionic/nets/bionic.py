@@ -68,11 +68,13 @@ class ConvFrontEnd(nn.Module):
     set the resolution. The default
     (2, 1) works at 24x24 from the first conv on, which keeps a training step near the baseline's
     with the same parameters; the measured step times are in results/bench.json.
+    `batch_norm`: a BatchNorm after each conv, before its ReLU, as in the baseline's front end
+    (conventional practice, not a biological feature; off by default, the paper names none).
     """
 
     def __init__(self, in_channels: int, channels: Sequence[int], strides: Sequence[int],
                  lateral_inhibition: bool, pool_size: int, attention_reduction: int = 4,
-                 rectify_first: bool = True):
+                 rectify_first: bool = True, batch_norm: bool = False):
         super().__init__()
         channels, strides = [int(c) for c in channels], [int(s) for s in strides]
         if len(channels) < 1 or any(c < 1 for c in channels):
@@ -80,12 +82,17 @@ class ConvFrontEnd(nn.Module):
         if len(strides) != len(channels) or any(s < 1 for s in strides):
             raise BionicError(f"conv_strides must give one positive stride per conv ({len(channels)} convs: "
                               f"{channels}), got {strides}")
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, channels[0], 3, stride=strides[0], padding=1)]
+        def conv(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
+            # No placeholder when off: the layer indices, and so committed checkpoints, stay as they were.
+            layer = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1)
+            return [layer, nn.BatchNorm2d(c_out)] if batch_norm else [layer]
+
+        layers: list[nn.Module] = conv(in_channels, channels[0], strides[0])
         if rectify_first:
             layers.append(nn.ReLU())
         layers.append(LateralInhibition() if lateral_inhibition else nn.Identity())
         for c_in, c_out, stride in zip(channels[:-1], channels[1:], strides[1:]):
-            layers += [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), nn.ReLU()]
+            layers += [*conv(c_in, c_out, stride), nn.ReLU()]
         self.features = nn.Sequential(*layers)
         self.attention = ChannelSpatialAttention(channels[-1], reduction=attention_reduction)
         self.pool = AdaptiveAvgPool(pool_size)
@@ -113,8 +120,8 @@ class BioNIC(nn.Module):
     bionic.plasticity.
 
     Front end (not switches; ConvFrontEnd says why each is what it is): `conv_channels`,
-    `conv_strides`, `rectify_first_conv` (ReLU before the lateral inhibition), `pool_size`,
-    `attention_reduction`.
+    `conv_strides`, `rectify_first_conv` (ReLU before the lateral inhibition), `conv_batch_norm`
+    (BatchNorm after each conv), `pool_size`, `attention_reduction`.
 
     Wiring: the column is loaded from `snapshot` (None = the bundled snapshot) and turned into
     masks by build_wiring with `groups`, `min_synapses`, `inhibition_measure` and `wiring_seed`
@@ -133,6 +140,7 @@ class BioNIC(nn.Module):
         conv_channels: Sequence[int] = (8, 16),
         conv_strides: Sequence[int] = (2, 1),
         rectify_first_conv: bool = True,
+        conv_batch_norm: bool = False,
         pool_size: int = 15,
         attention_reduction: int = 4,
         inhibition_strength: float = 1.0,
@@ -180,8 +188,8 @@ class BioNIC(nn.Module):
         return net
 
     def _build(self, wiring, *, conv, lateral_inhibition, mask, intra_layer, graded_inhibition, layer_norm,
-               synaptic_noise, conv_channels, conv_strides, rectify_first_conv, pool_size, attention_reduction,
-               inhibition_strength, num_classes, in_channels, image_size) -> None:
+               synaptic_noise, conv_channels, conv_strides, rectify_first_conv, conv_batch_norm, pool_size,
+               attention_reduction, inhibition_strength, num_classes, in_channels, image_size) -> None:
         if synaptic_noise < 0:
             raise BionicError(f"synaptic_noise must be >= 0 (0 = off), got {synaptic_noise}")
         between, within = (dense_like(wiring) if mask == "dense"
@@ -195,7 +203,8 @@ class BioNIC(nn.Module):
 
         if conv:
             self.front = ConvFrontEnd(in_channels, conv_channels, conv_strides, lateral_inhibition, pool_size,
-                                      attention_reduction, rectify_first=rectify_first_conv)
+                                      attention_reduction, rectify_first=rectify_first_conv,
+                                      batch_norm=conv_batch_norm)
             n_features = self.front.out_features
         else:
             self.front = nn.Flatten()
