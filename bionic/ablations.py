@@ -37,12 +37,12 @@ from datetime import datetime
 from pathlib import Path
 
 from bionic.errors import BionicError
+from bionic.run_files import BEST, CONFIG, LAST, METRICS
 
 # How a run calls the project's own entry point; tests swap in a fake program.
 ENTRY = [sys.executable, "-m", "bionic"]
 DEFAULT_SEEDS = (0, 1, 2)
 FIT_DONE = "fit.done"
-METRICS = "metrics.json"
 LOG = "run.log"
 # A matrix run's W&B identity comes from the flags below (and the CLI's id per run
 # directory), never from a W&B run that happens to be set in the parent's environment.
@@ -154,17 +154,17 @@ def evaluate_command(run: Run, extra=()) -> list[str]:
                 args.pop(0)  # `--key+ value`: the value goes with it
             continue
         kept.append(arg)
-    return [*ENTRY, "test", "--config", str(run.dir / "config.yaml"),
-            "--ckpt_path", str(run.dir / "checkpoints" / "best.ckpt"), *kept]
+    return [*ENTRY, "test", "--config", str(run.dir / CONFIG),
+            "--ckpt_path", str(run.dir / BEST), *kept]
 
 
 def state(run: Run) -> str:
     """done | fitted (only the test is left) | interrupted (fit resumes) | new."""
     if (run.dir / METRICS).is_file():
         return "done"
-    if (run.dir / FIT_DONE).is_file() and (run.dir / "checkpoints" / "best.ckpt").is_file():
+    if (run.dir / FIT_DONE).is_file() and (run.dir / BEST).is_file():
         return "fitted"
-    if (run.dir / "checkpoints" / "last.ckpt").is_file():
+    if (run.dir / LAST).is_file():
         return "interrupted"
     return "new"
 

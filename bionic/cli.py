@@ -15,6 +15,7 @@ from pathlib import Path
 from lightning.pytorch.cli import LightningCLI
 
 from bionic.errors import BionicError
+from bionic.run_files import BEST, CONFIG, LAST
 from bionic.runs import (check_checkpoint_fits, check_run_dir, identity, read_checkpoint, recorded_identity,
                          refuse_other_config, run_callbacks)
 from bionic.wandb_run import WandbSettings, finish_wandb, wandb_logger
@@ -82,7 +83,7 @@ class BionicCLI(LightningCLI):
 
     def _recorded_identity(self) -> dict | None:
         recorded = recorded_identity(self.run_dir)
-        old_config = self.run_dir / "config.yaml"
+        old_config = self.run_dir / CONFIG
         if recorded is None and old_config.is_file():
             # A folder fitted before identity.json existed: its config.yaml says what it holds.
             try:
@@ -110,7 +111,7 @@ class BionicCLI(LightningCLI):
 
     # -- subcommand hooks --------------------------------------------------------------------
     def before_fit(self) -> None:
-        last = self.run_dir / "checkpoints" / "last.ckpt"
+        last = self.run_dir / LAST
         ckpt = self.config_init["fit"].get("ckpt_path")
         if ckpt is None and last.is_file():
             print(f"resuming from {last} (delete {self.run_dir} to start over)", file=sys.stderr)
@@ -127,7 +128,7 @@ class BionicCLI(LightningCLI):
         sub = self.subcommand
         ckpt = self.config_init[sub].get("ckpt_path")
         if ckpt is None:
-            best, last = (self.run_dir / "checkpoints" / f"{name}.ckpt" for name in ("best", "last"))
+            best, last = self.run_dir / BEST, self.run_dir / LAST
             if best.is_file():
                 ckpt = best
             elif last.is_file():

@@ -20,9 +20,9 @@ import sys
 from pathlib import Path
 
 from bionic.errors import BionicError
+from bionic.run_files import BEST, CONFIG, CONFUSION_MATRIX, HISTORY, METRICS, finished_runs
 
-RECORD = ("metrics.json", "history.json", "config.yaml", "confusion_matrix.png")
-BEST = Path("checkpoints") / "best.ckpt"
+RECORD = (METRICS, HISTORY, CONFIG, CONFUSION_MATRIX)
 # What only resuming needs: Adam's moments double the file, and EMAWeightAveraging adds the
 # non-averaged weights and its own copy (the saved state_dict already holds the averaged ones).
 TRAINING_STATE = ("optimizer_states", "lr_schedulers", "current_model_state", "averaging_state")
@@ -38,16 +38,11 @@ def weights_only(src: Path, dst: Path) -> None:
     torch.save(ckpt, dst)
 
 
-def finished_runs(runs: Path) -> list[Path]:
-    """The `<variant>/seed_<s>` folders under `runs` that hold a metrics.json, in order."""
-    return sorted(m.parent for m in runs.glob("*/seed_*/metrics.json"))
-
-
 def keep_run(run: Path, dest: Path, checkpoint: bool = True) -> str:
     """Copy one finished run to `dest`; a line saying what was done."""
-    if (dest / "metrics.json").exists():
-        same = filecmp.cmp(run / "metrics.json", dest / "metrics.json", shallow=False)
-        return f"already kept: {dest}{'' if same else f' (its metrics.json differs from {run}; left as is)'}"
+    if (dest / METRICS).exists():
+        same = filecmp.cmp(run / METRICS, dest / METRICS, shallow=False)
+        return f"already kept: {dest}{'' if same else f' (its {METRICS} differs from {run}; left as is)'}"
     dest.mkdir(parents=True, exist_ok=True)
     for name in RECORD:
         if (run / name).is_file():
@@ -55,7 +50,7 @@ def keep_run(run: Path, dest: Path, checkpoint: bool = True) -> str:
     if checkpoint and (run / BEST).is_file():
         # metrics.json last, so an interrupted copy is not taken for a kept run next time
         weights_only(run / BEST, dest / "best.ckpt")
-    shutil.copy2(run / "metrics.json", dest / "metrics.json")
+    shutil.copy2(run / METRICS, dest / METRICS)
     missing = checkpoint and not (dest / "best.ckpt").exists()
     return f"kept {run} -> {dest}{' (no checkpoints/best.ckpt to keep)' if missing else ''}"
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from bionic import EMOTIONS
 from bionic.errors import BionicError
+from bionic.run_files import CONFIG, METRICS, seed_of
 
-METRICS = "metrics.json"
 FLIP = "+flip"  # the suffix of a variant's flip-averaged test rows (model.test_flip)
 
 # ---------------------------------------------------------------------------- the paper
@@ -105,13 +105,6 @@ def variant_order(name: str) -> tuple:
     return rank, name
 
 
-def seed_of(path: Path) -> int | None:
-    try:
-        return int(path.name.removeprefix("seed_")) if path.name.startswith("seed_") else None
-    except ValueError:
-        return None
-
-
 def collect(runs_dir: Path, seeds=None, variants=None, expect=(), known=()) -> tuple[list[VariantRuns], list[Missing], list[int]]:
     """Read RUNS/<variant>/seed_<s>/metrics.json.
 
@@ -173,7 +166,7 @@ def read_metrics(run_dir: Path) -> tuple[dict | None, str]:
     problem = malformed(metrics)
     if problem:
         raise BionicError(f"{path}: {problem}; rerun that run's test (python -m bionic test --config "
-                          f"{run_dir / 'config.yaml'} --ckpt_path ...) or move {run_dir} out of the runs folder")
+                          f"{run_dir / CONFIG} --ckpt_path ...) or move {run_dir} out of the runs folder")
     return metrics, ""
 
 

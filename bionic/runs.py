@@ -29,6 +29,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from bionic.errors import BionicError
+from bionic.run_files import CHECKPOINTS, CONFUSION_MATRIX, HISTORY, IDENTITY, METRICS, SPLITS
 
 # Settings that may change when a run is resumed or moved without changing what it trains:
 # how long it trains (so a finished run can train further), how much of each epoch is used,
@@ -45,7 +46,6 @@ RESUMABLE = (
     "model.test_flip", "data.root", "data.cache_dir", "data.num_workers", "data.progress", "data.predict_path", "data.faces", "data.eval_batch_size",
     "wandb.*", "ckpt_path", "config", "verbose", "weights_only",
 )
-IDENTITY = "identity.json"
 
 
 # ---------------------------------------------------------------------------- files
@@ -65,7 +65,7 @@ def _jsonable(obj):
 
 
 def read_history(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / "history.json"
+    path = Path(run_dir) / HISTORY
     return json.loads(path.read_text()) if path.is_file() else []
 
 
@@ -196,7 +196,7 @@ def checkpoint_callbacks(run_dir: Path) -> list[ModelCheckpoint]:
     Two callbacks because Lightning >= 2.5 writes ``save_last`` only when a top-k checkpoint
     was written in the same step, which would leave last.ckpt stale once val/acc plateaus.
     """
-    common = dict(dirpath=Path(run_dir) / "checkpoints", save_top_k=1, auto_insert_metric_name=False,
+    common = dict(dirpath=Path(run_dir) / CHECKPOINTS, save_top_k=1, auto_insert_metric_name=False,
                   enable_version_counter=False)  # a resumed run keeps writing best.ckpt, not best-v1.ckpt
     return [
         ModelCheckpoint(filename="best", monitor="val/acc", mode="max", **common),
@@ -293,7 +293,7 @@ class RunFiles(L.Callback):
                **{k: v for k, v in sorted(metrics.items()) if math.isfinite(v)}}
         self.history = [h for h in self.history if h["epoch"] != row["epoch"]] + [row]
         if trainer.is_global_zero:
-            write_json(self.run_dir / "history.json", self.history)
+            write_json(self.run_dir / HISTORY, self.history)
 
     def state_dict(self):
         return {"history": self.history}
@@ -316,7 +316,7 @@ class RunFiles(L.Callback):
         times = [h["time_s"] for h in history if "time_s" in h]
         datamodule = trainer.datamodule
         if datamodule.split_ids() is not None:
-            write_json(self.run_dir / "splits.json", datamodule.split_ids())
+            write_json(self.run_dir / SPLITS, datamodule.split_ids())
         metrics = {
             **run_facts(pl_module, self.config.get("seed_everything")),
             "run_dir": str(self.run_dir),
@@ -334,11 +334,11 @@ class RunFiles(L.Callback):
             "splits": datamodule.split_summary(),
             "config": self.config,
         }
-        write_json(self.run_dir / "metrics.json", metrics)
+        write_json(self.run_dir / METRICS, metrics)
         if tables.get("confusion_matrix"):
             from bionic.metrics import plot_confusion
 
-            plot_confusion(tables["confusion_matrix"], self.run_dir / "confusion_matrix.png",
+            plot_confusion(tables["confusion_matrix"], self.run_dir / CONFUSION_MATRIX,
                            f"{metrics['model']} test acc {metrics['test/acc']:.3f}")
         print(f"test/acc {metrics['test/acc']:.4f}  test/f1_macro {metrics['test/f1_macro']:.4f}  "
-              f"-> {self.run_dir / 'metrics.json'}", file=sys.stderr)
+              f"-> {self.run_dir / METRICS}", file=sys.stderr)
