@@ -19,7 +19,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-python3}
+PYTHON=${PYTHON:-python3}          # the device's python
+LOCAL_PYTHON=${LOCAL_PYTHON:-.venv/bin/python}  # this machine's, for `collect`
 DEVICE_DIR=.device
 MAX_RUNS=${MAX_RUNS:-14}        # runs at once: one CPU core each, two cores left for the rest
 CALL_S=${CALL_S:-560}           # `run` returns after this many seconds (the device call allows 600)
@@ -221,23 +222,22 @@ bring_back() {  # OUT: at most 8 files of 16 MiB come back, two folders down
 }
 
 collect() {  # FILES_AT: the folder the device tool put the returned files in
-    local at=${1:?usage: scripts/gpu.sh collect FILES_AT} run rel dest ck
+    local at=${1:?usage: scripts/gpu.sh collect FILES_AT} run rel ck root
     mkdir -p runs/gpu
     [ -f "$at/runs.tar.gz" ] || die "$at has no runs.tar.gz"
     tar -xzf "$at/runs.tar.gz" -C runs/gpu
-    for ck in "$at"/ckpt_*.ckpt; do [ -f "$ck" ] && cp "$ck" runs/gpu/; done
-    # runs/gpu/ROOT/VARIANT/seed_S -> results/ROOT/runs/VARIANT/seed_S (ROOT may have several parts)
+    # Each brought-back best checkpoint back into its run folder, where `bionic keep` looks for it.
+    local roots=()
     while read -r run; do
         run=${run%/metrics.json}; rel=${run#runs/gpu/}
-        dest=results/${rel%/*/seed_*}/runs/${rel#"${rel%/*/seed_*}"/}
-        if [ -e "$dest/metrics.json" ]; then echo "kept $dest (already there)"; continue; fi
-        mkdir -p "$dest"
-        cp "$run"/metrics.json "$run"/history.json "$run"/config.yaml "$dest"/
-        [ -f "$run/confusion_matrix.png" ] && cp "$run/confusion_matrix.png" "$dest"/
-        ck=runs/gpu/ckpt_$(echo "$rel" | tr '/' '_').ckpt
-        [ -f "$ck" ] && cp "$ck" "$dest/best.ckpt"
-        echo "collected $dest$([ -f "$dest/best.ckpt" ] && echo ' (with best.ckpt)')"
+        ck=$at/ckpt_$(echo "$rel" | tr '/' '_').ckpt
+        if [ -f "$ck" ]; then mkdir -p "$run/checkpoints" && cp "$ck" "$run/checkpoints/best.ckpt"; fi
+        roots+=("${rel%/*/seed_*}")
     done < <(find runs/gpu -path runs/gpu/logs -prune -o -name metrics.json -print | sort)
+    # runs/gpu/ROOT/VARIANT/seed_S -> results/ROOT/runs/VARIANT/seed_S (ROOT may have several parts)
+    while read -r root; do
+        [ -n "$root" ] && "$LOCAL_PYTHON" -m bionic keep "runs/gpu/$root" "results/$root/runs"
+    done < <(printf '%s\n' "${roots[@]}" | sort -u)
 }
 
 case "${1:-}" in

@@ -4,13 +4,16 @@ what its metrics.json says; nothing already kept is overwritten."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from bionic import keep
-from conftest import tiny_fit_args
+from conftest import REPO, tiny_fit_args
 from test_bad_input import BASELINE, bionic, one_error
 
 
@@ -96,3 +99,47 @@ def test_no_finished_run_is_one_line(tmp_path, capsys, where):
     line = one_error(2, capsys.readouterr().err)
     assert str(runs) in line and ("no runs folder" if where == "missing" else "no finished run") in line
     assert not (tmp_path / "results").exists()
+
+
+def test_gpu_collect_keeps_what_a_lease_brought_back(runs, tmp_path):
+    """scripts/gpu.sh collect: the runs.tar.gz and flat ckpt_<root>_<variant>_seed_<s>.ckpt files of
+    `bring_back` -> results/<root>/runs/<variant>/seed_<s>/ through `bionic keep`."""
+    src, _ = runs
+    repo = tmp_path / "repo"  # collect works in the repository of its script
+    (repo / "scripts").mkdir(parents=True)
+    shutil.copy(REPO / "scripts" / "gpu.sh", repo / "scripts" / "gpu.sh")
+    work, at = tmp_path / "work", tmp_path / "files_at"  # the device's WORK folder, the returned files
+    at.mkdir()
+    for root in ("tuning/e40", "headline"):
+        for seed in ("seed_0", "seed_1"):
+            run = work / root / "baseline" / seed
+            run.mkdir(parents=True)
+            for name in ("metrics.json", "history.json", "config.yaml"):
+                if (src / "baseline" / seed / name).is_file():
+                    shutil.copy(src / "baseline" / seed / name, run / name)
+    (work / "logs").mkdir()
+    (work / "logs" / "metrics.json").write_text("{}")  # logs/ is never a run
+    # only tuning/e40's finished run came back with its checkpoint (bring_back's room ran out)
+    keep.weights_only(src / "baseline/seed_0/checkpoints/best.ckpt", at / "ckpt_tuning_e40_baseline_seed_0.ckpt")
+    subprocess.run(["tar", "-czf", str(at / "runs.tar.gz"), "-C", str(work), "."], check=True)
+
+    def collect():
+        done = subprocess.run(["bash", str(repo / "scripts" / "gpu.sh"), "collect", str(at)], capture_output=True,
+                              text=True, env={**os.environ, "LOCAL_PYTHON": sys.executable})
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    out = collect()
+    results = repo / "results"
+    with_ckpt, without = results / "tuning/e40/runs/baseline/seed_0", results / "headline/runs/baseline/seed_0"
+    assert "-> results/tuning/e40/runs/baseline/seed_0\n" in out
+    assert "-> results/headline/runs/baseline/seed_0 (no checkpoints/best.ckpt to keep)" in out
+    assert (with_ckpt / "metrics.json").read_bytes() == (src / "baseline/seed_0/metrics.json").read_bytes()
+    lean = torch.load(with_ckpt / "best.ckpt", map_location="cpu", weights_only=True)
+    full = torch.load(src / "baseline/seed_0/checkpoints/best.ckpt", map_location="cpu", weights_only=True)
+    assert all(torch.equal(lean["state_dict"][k], v) for k, v in full["state_dict"].items())
+    assert not (without / "best.ckpt").exists()
+    assert not (results / "tuning/e40/runs/baseline/seed_1").exists(), "an unfinished run is not kept"
+    assert not (results / "logs").exists()
+
+    assert "already kept: results/tuning/e40/runs/baseline/seed_0\n" in collect()  # a second collect of the same files changes nothing
