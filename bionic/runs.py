@@ -1,6 +1,6 @@
 """The run directory: what one run writes, and the checks that keep one directory to one config.
 
-Layout of one run (``--trainer.default_root_dir DIR``):
+Layout of one run (``--trainer.default_root_dir DIR``; the names are bionic.run_files'):
     DIR/identity.json          which config this directory belongs to (written when the first fit starts)
     DIR/config.yaml            the full parsed config of the latest fit (LightningCLI)
     DIR/checkpoints/best.ckpt  best validation accuracy;  DIR/checkpoints/last.ckpt  end of last epoch
