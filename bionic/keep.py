@@ -23,6 +23,7 @@ from bionic.errors import BionicError
 from bionic.run_files import BEST, CONFIG, CONFUSION_MATRIX, HISTORY, METRICS, finished_runs
 
 RECORD = (METRICS, HISTORY, CONFIG, CONFUSION_MATRIX)
+KEPT_CHECKPOINT = "best.ckpt"  # beside the record, not under checkpoints/
 # What only resuming needs: Adam's moments double the file, and EMAWeightAveraging adds the
 # non-averaged weights and its own copy (the saved state_dict already holds the averaged ones).
 TRAINING_STATE = ("optimizer_states", "lr_schedulers", "current_model_state", "averaging_state")
@@ -49,9 +50,9 @@ def keep_run(run: Path, dest: Path, checkpoint: bool = True) -> str:
             shutil.copy2(run / name, dest / name)
     if checkpoint and (run / BEST).is_file():
         # metrics.json last, so an interrupted copy is not taken for a kept run next time
-        weights_only(run / BEST, dest / "best.ckpt")
+        weights_only(run / BEST, dest / KEPT_CHECKPOINT)
     shutil.copy2(run / METRICS, dest / METRICS)
-    missing = checkpoint and not (dest / "best.ckpt").exists()
+    missing = checkpoint and not (dest / KEPT_CHECKPOINT).exists()
     return f"kept {run} -> {dest}{' (no checkpoints/best.ckpt to keep)' if missing else ''}"
 
 

@@ -35,6 +35,8 @@ EXTRA=${EXTRA:-}                # more LightningCLI arguments for every fit and 
 WORK=${WORK:-/tmp/bionic-gpu}
 
 die() { echo "gpu.sh: $*" >&2; exit 2; }
+# ROOT/VARIANT/seed_S -> ckpt_ROOT_VARIANT_seed_S.ckpt: one flat file a run (bring_back names it, collect reads it)
+ckpt_name() { echo "ckpt_$(echo "$1" | tr '/' '_').ckpt"; }
 
 pack() {  # DATA: put the data and the wheels the device's image lacks into .device/
     local data=${1:?usage: scripts/gpu.sh pack FER2013_ROOT}
@@ -200,7 +202,7 @@ start_mps() {  # MPS lets the runs' small kernels share the GPU at once instead 
 }
 
 bring_back() {  # OUT: at most 8 files of 16 MiB come back, two folders down
-    local out=$1 dir name n=0
+    local out=$1 dir n=0
     # 1. The record of every run, finished or not (metrics, history, config, confusion matrix), and the logs.
     (cd "$WORK" && find . -path ./cache -prune -o -path ./site -prune -o -path ./mps -prune -o \
         \( -name metrics.json -o -name history.json -o -name config.yaml -o -name confusion_matrix.png \
@@ -209,7 +211,7 @@ bring_back() {  # OUT: at most 8 files of 16 MiB come back, two folders down
     # while they fit: seven files and 62 MiB at most. The rest keep their records only.
     local bytes=0 file
     while read -r dir; do
-        name=$(echo "${dir#"$WORK"/}" | tr '/' '_'); file=$out/ckpt_$name.ckpt
+        file=$out/$(ckpt_name "${dir#"$WORK"/}")
         [ "$n" -lt 7 ] || { echo "no room for the checkpoint of $dir"; continue; }
         "$PYTHON" -c "import sys; from bionic.keep import weights_only; weights_only(*sys.argv[1:])" \
             "$dir/checkpoints/best.ckpt" "$file" || continue
@@ -230,7 +232,7 @@ collect() {  # FILES_AT: the folder the device tool put the returned files in
     local roots=()
     while read -r run; do
         run=${run%/metrics.json}; rel=${run#runs/gpu/}
-        ck=$at/ckpt_$(echo "$rel" | tr '/' '_').ckpt
+        ck=$at/$(ckpt_name "$rel")
         if [ -f "$ck" ]; then mkdir -p "$run/checkpoints" && cp "$ck" "$run/checkpoints/best.ckpt"; fi
         roots+=("${rel%/*/seed_*}")
     done < <(find runs/gpu -path runs/gpu/logs -prune -o -name metrics.json -print | sort)
