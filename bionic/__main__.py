@@ -1,4 +1,4 @@
-"""Entry point: `python -m bionic {fit,validate,test,predict,connectome,ablations,report,keep,bench}`."""
+"""Entry point: `python -m bionic {fit,validate,test,predict,connectome,ablations,report,keep,rescore,bench}`."""
 
 import sys
 
@@ -10,12 +10,17 @@ TOOLS = {
     "sweep-agent": "bionic.ablations",
     "report": "bionic.report",
     "keep": "bionic.keep",
+    "rescore": "bionic.rescore",
     "bench": "bionic.bench",
 }
 
 
 def main(argv=None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        # LightningCLI's help lists only its own subcommands; name the project's tools above it.
+        print(f"bionic's own tools, each with its --help: {', '.join(TOOLS)}\n"
+              f"LightningCLI's subcommands (fit, validate, test, predict):\n")
     if argv and argv[0] in TOOLS:
         import importlib
 

@@ -144,3 +144,18 @@ def test_hebbian_on_the_baseline_is_refused(fer_root, tmp_path):
              "--model.hebbian", "true"])
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "model.hebbian needs a network with plastic synapses" in r.stderr
+
+
+def test_help_names_the_projects_tools_and_each_has_its_own_help(capsys):
+    from bionic.__main__ import TOOLS, main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert all(tool in out.splitlines()[0] for tool in TOOLS) and "{fit,validate,test,predict}" in out
+    for tool in TOOLS:
+        with pytest.raises(SystemExit) as exc:
+            main([tool, "--help"])
+        assert exc.value.code == 0, tool
+        assert "usage:" in capsys.readouterr().out, tool
