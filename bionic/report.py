@@ -26,7 +26,7 @@ from pathlib import Path
 
 from bionic import EMOTIONS
 from bionic.errors import BionicError
-from bionic.run_files import CONFIG, METRICS, seed_of
+from bionic.run_files import CONFIG, METRICS, run_folders
 
 FLIP = "+flip"  # the suffix of a variant's flip-averaged test rows (model.test_flip)
 
@@ -115,11 +115,7 @@ def collect(runs_dir: Path, seeds=None, variants=None, expect=(), known=()) -> t
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise BionicError(f"{runs_dir} is not a directory; run `make ablations` first or pass the runs folder")
-    found: dict[str, dict[int, Path]] = {}
-    for vdir in runs_dir.iterdir():
-        seed_dirs = {seed_of(d): d for d in vdir.iterdir() if d.is_dir() and seed_of(d) is not None} if vdir.is_dir() else {}
-        if seed_dirs:
-            found[vdir.name] = seed_dirs
+    found = run_folders(runs_dir)  # unfinished ones too: they are listed as missing, with why
     if variants:
         valid = sorted(set(found) | set(known), key=variant_order)
         unknown = [n for n in variants if n not in valid]

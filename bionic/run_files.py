@@ -27,6 +27,16 @@ def seed_of(path: Path) -> int | None:
         return None
 
 
+def run_folders(runs: Path) -> dict[str, dict[int, Path]]:
+    """Every `<variant>/seed_<s>` folder under `runs`, finished or not: {variant: {seed: folder}}."""
+    found = {}
+    for variant in sorted(p for p in Path(runs).iterdir() if p.is_dir()) if Path(runs).is_dir() else []:
+        seeds = {seed_of(d): d for d in sorted(variant.iterdir()) if d.is_dir() and seed_of(d) is not None}
+        if seeds:
+            found[variant.name] = seeds
+    return found
+
+
 def finished_runs(runs: Path) -> list[Path]:
     """The `<variant>/seed_<s>` folders under `runs` that hold a metrics.json, in order."""
-    return sorted(m.parent for m in Path(runs).glob(f"*/seed_*/{METRICS}") if seed_of(m.parent) is not None)
+    return sorted(d for seeds in run_folders(runs).values() for d in seeds.values() if (d / METRICS).is_file())
