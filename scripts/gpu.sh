@@ -201,7 +201,7 @@ start_mps() {  # MPS lets the runs' small kernels share the GPU at once instead 
     fi
 }
 
-bring_back() {  # OUT: at most 8 files of 16 MiB come back, two folders down
+bring_back() {  # OUT: at most 8 files of 16 MiB come back, two folders down (`run` and `finish` end with it)
     local out=$1 dir n=0
     # 1. The record of every run, finished or not (metrics, history, config, confusion matrix), and the logs.
     (cd "$WORK" && find . -path ./cache -prune -o -path ./site -prune -o -path ./mps -prune -o \
@@ -243,6 +243,6 @@ collect() {  # FILES_AT: the folder the device tool put the returned files in
 }
 
 case "${1:-}" in
-    pack|lean|unlean|run|finish|collect|plan) cmd=$1; shift; "$cmd" "$@" ;;
-    *) die "usage: scripts/gpu.sh pack DATA | lean | run | finish | unlean | collect FILES_AT | plan" ;;
+    pack|lean|unlean|run|finish|collect|plan|bring_back) cmd=$1; shift; "$cmd" "$@" ;;
+    *) die "usage: scripts/gpu.sh pack DATA | lean | run | finish | unlean | collect FILES_AT | plan | bring_back OUT" ;;
 esac

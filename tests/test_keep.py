@@ -143,3 +143,39 @@ def test_gpu_collect_keeps_what_a_lease_brought_back(runs, tmp_path):
     assert not (results / "logs").exists()
 
     assert "already kept: results/tuning/e40/runs/baseline/seed_0\n" in collect()  # a second collect of the same files changes nothing
+
+
+def test_gpu_bring_back_then_collect_keeps_the_finished_runs(runs, tmp_path):
+    """scripts/gpu.sh bring_back on the device's WORK layout, then collect here: the two sides of
+    one protocol (the flat checkpoint names, the records' tarball) agree."""
+    src, _ = runs
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    shutil.copy(REPO / "scripts" / "gpu.sh", repo / "scripts" / "gpu.sh")
+    work, out = tmp_path / "work", tmp_path / "out"
+    out.mkdir()
+    (work / "logs").mkdir(parents=True)
+    (work / "plan.txt").write_text("headline baseline 0\nheadline baseline 1\n")
+    pids = []
+    for seed in ("seed_0", "seed_1"):  # seed_1 fitted, never tested: unfinished
+        run = work / "headline" / "baseline" / seed
+        shutil.copytree(src / "baseline" / seed, run)
+        pids.append(f"999999 {run}")
+    (work / "pids.txt").write_text("\n".join(pids) + "\n")
+    env = {**os.environ, "WORK": str(work), "PYTHON": sys.executable, "LOCAL_PYTHON": sys.executable}
+
+    done = subprocess.run(["bash", str(repo / "scripts/gpu.sh"), "bring_back", str(out)], capture_output=True,
+                          text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["ckpt_headline_baseline_seed_0.ckpt", "runs.tar.gz"]
+    done = subprocess.run(["bash", str(repo / "scripts/gpu.sh"), "collect", str(out)], capture_output=True,
+                          text=True, env=env)
+    assert done.returncode == 0, done.stderr
+
+    kept = repo / "results/headline/runs/baseline"
+    assert [p.name for p in kept.iterdir()] == ["seed_0"], "only the finished run is kept"
+    assert (kept / "seed_0/metrics.json").read_bytes() == (src / "baseline/seed_0/metrics.json").read_bytes()
+    lean = torch.load(kept / "seed_0/best.ckpt", map_location="cpu", weights_only=True)
+    full = torch.load(src / "baseline/seed_0/checkpoints/best.ckpt", map_location="cpu", weights_only=True)
+    assert "optimizer_states" not in lean
+    assert all(torch.equal(lean["state_dict"][k], v) for k, v in full["state_dict"].items())
