@@ -14,7 +14,7 @@ ARGS ?=
 # pip is capped on the development machines; these are the builds that lie on their disk.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: help install fit test data connectome ablations sweep report bench clean
+.PHONY: help install fit test data connectome ablations sweep report rescore bench clean
 
 help:
 	@echo "make fit         train BioNIC ($(CONFIG)) on $(DATA); CONFIG=configs/baseline.yaml for the baseline"
@@ -24,6 +24,7 @@ help:
 	@echo "make ablations   every variant x SEEDS, then the report (EPOCHS= VARIANTS= RUNS= JOBS= ARGS=)"
 	@echo "make sweep       create a W&B grid sweep over variant x seed"
 	@echo "make report      tables and figures from $(RUNS)/ into results/"
+	@echo "make rescore     test every committed checkpoint again on $(DATA): each must score its metrics.json"
 	@echo "make bench       speed, memory, a full epoch, start-up and a short matrix, into bench.json"
 
 $(VENV)/.installed: pyproject.toml
@@ -76,6 +77,12 @@ sweep: install
 
 report: install
 	$(PY) -m bionic report $(RUNS) --out $(or $(REPORT),$(if $(filter runs,$(RUNS)),results,$(RUNS)/results)) --seeds $(SEEDS) $(if $(VARIANTS),--variants $(VARIANTS),--matrix)
+
+# Every results/<study>/runs folder that holds a kept checkpoint (KEPT= names others).
+KEPT ?= $(sort $(foreach c,$(wildcard results/*/runs/*/seed_*/best.ckpt),$(word 1,$(subst /runs/, ,$(c)))/runs))
+
+rescore: install
+	$(PY) -m bionic rescore $(KEPT) --data.root $(DATA) $(ARGS)
 
 bench: install
 	$(PY) -m bionic bench --data.root $(DATA) --full $(ARGS)
