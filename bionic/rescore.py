@@ -29,7 +29,8 @@ from bionic.keep import KEPT_CHECKPOINT
 from bionic.run_files import CONFIG, METRICS, finished_runs
 
 # What "scores the same" means: the figures a reader quotes and the counts behind them.
-# (test/loss and AUROC are left out: they are sums of floats whose order may vary with threads.)
+# (test/loss and AUROC are left out: sums over thousands of floats, their last digits may move
+# with another thread count or CPU while every prediction stays the same.)
 COMPARED = ("test/acc", "test/f1_macro")
 FLIP = "flip"
 

@@ -29,8 +29,10 @@ def seed_of(path: Path) -> int | None:
 
 def run_folders(runs: Path) -> dict[str, dict[int, Path]]:
     """Every `<variant>/seed_<s>` folder under `runs`, finished or not: {variant: {seed: folder}}."""
-    found = {}
-    for variant in sorted(p for p in Path(runs).iterdir() if p.is_dir()) if Path(runs).is_dir() else []:
+    runs, found = Path(runs), {}
+    if not runs.is_dir():
+        return found
+    for variant in sorted(p for p in runs.iterdir() if p.is_dir()):
         seeds = {seed_of(d): d for d in sorted(variant.iterdir()) if d.is_dir() and seed_of(d) is not None}
         if seeds:
             found[variant.name] = seeds
