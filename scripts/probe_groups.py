@@ -29,7 +29,7 @@ from torch.nn import functional as F
 
 from bionic.data.fer2013 import read_fer2013
 from bionic.nets import BaselineCNN, BioNIC
-from test_set_checks import load_net
+from test_set_checks import load_net, normalized
 
 
 def stages(net: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -41,13 +41,13 @@ def stages(net: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
             h = out[f"group {name}"] = group(h)
         out["logits"] = net.readout(h)
     elif isinstance(net, BaselineCNN):
-        h = net.features(x).flatten(1)
-        out["front end"] = h
-        layers = list(net.classifier)
-        for i, layer in enumerate(layers):
+        h = out["front end"] = net.features(x).flatten(1)
+        dense = 0
+        for layer in net.classifier:
             h = layer(h)
-            if isinstance(layer, nn.ReLU):
-                out[f"dense {sum(isinstance(m, nn.ReLU) for m in layers[:i + 1])}"] = h
+            if isinstance(layer, nn.ReLU):  # each dense layer ends in its ReLU
+                dense += 1
+                out[f"dense {dense}"] = h
         out["logits"] = h
     else:
         raise SystemExit(f"no stages known for {type(net).__name__}")
@@ -58,8 +58,7 @@ def stages(net: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
 def activity(net: nn.Module, norm: dict, images: torch.Tensor, batch: int = 512) -> dict[str, torch.Tensor]:
     parts: dict[str, list[torch.Tensor]] = {}
     for i in range(0, len(images), batch):
-        x = (images[i:i + batch].unsqueeze(1).float() / 255 - norm["mean"]) / norm["std"]
-        for name, h in stages(net, x).items():
+        for name, h in stages(net, normalized(images[i:i + batch], norm)).items():
             parts.setdefault(name, []).append(h)
     return {name: torch.cat(h) for name, h in parts.items()}
 

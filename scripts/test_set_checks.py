@@ -48,9 +48,14 @@ def load_net(run: Path) -> tuple[nn.Module, dict]:
     return net.eval(), ckpt["FER2013DataModule"]
 
 
+def normalized(images: torch.Tensor, norm: dict) -> torch.Tensor:
+    """uint8 images [N,48,48] as the network's input [N,1,48,48], with the run's normalization."""
+    return (images.unsqueeze(1).float() / 255 - norm["mean"]) / norm["std"]
+
+
 @torch.no_grad()
 def correct(net: nn.Module, norm: dict, images: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
-    x = (images.unsqueeze(1).float() / 255 - norm["mean"]) / norm["std"]
+    x = normalized(images, norm)
     pred = torch.cat([net(x[i:i + 512]).argmax(1) for i in range(0, len(x), 512)])
     return (pred == labels).numpy()
 
