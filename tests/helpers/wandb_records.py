@@ -1,41 +1,11 @@
-"""Read a W&B run file (`run-<id>.wandb`, what `wandb sync` uploads) back into its records.
-
-The file is W&B's append-only log: a 7-byte header (":W&B", magic, version), then 32 KiB blocks of
-chunks, each a 7-byte header (crc32, length, type: 1 whole, 2 first, 3 middle, 4 last) and a piece
-of one serialized `wandb_internal_pb2.Record`. wandb 0.31 reads it in Go only, hence this reader.
-"""
+"""A W&B run file's config and history as logged (JSON text per key), for tests that check what
+reached the run; bionic.wandb_log reads the file."""
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
-BLOCK = 32768
-HEADER = 7
-
-
-def records(path: Path):
-    from wandb.proto import wandb_internal_pb2
-
-    raw = Path(path).read_bytes()
-    if raw[:4] != b":W&B":
-        raise ValueError(f"{path} is not a W&B run file")
-    pos, pieces = HEADER, b""
-    while pos + HEADER <= len(raw):
-        left = BLOCK - pos % BLOCK
-        if left < HEADER:  # the rest of a block too short for a chunk header is padding
-            pos += left
-            continue
-        _crc, length, kind = struct.unpack("<IHB", raw[pos:pos + HEADER])
-        if length == 0 and kind == 0:
-            pos += left
-            continue
-        data, pos = raw[pos + HEADER:pos + HEADER + length], pos + HEADER + length
-        pieces = data if kind in (1, 2) else pieces + data
-        if kind in (1, 4):
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(pieces)
-            yield record
+from bionic.wandb_log import records
 
 
 def config_and_history(path: Path) -> tuple[dict, list[dict]]:
@@ -48,3 +18,14 @@ def config_and_history(path: Path) -> tuple[dict, list[dict]]:
         elif kind == "history":
             history.append({item.key or "/".join(item.nested_key): item.value_json for item in record.history.item})
     return config, history
+
+
+def log_offline(root: Path, rows: list[dict], run_id: str = "wandblogtest") -> None:
+    """A real offline W&B run under `root` (root/wandb/offline-run-*) that logs `rows`; the same
+    run_id again resumes it, as a resumed training does."""
+    import wandb
+
+    run = wandb.init(mode="offline", dir=root, project="bionic-test", id=run_id, resume="allow")
+    for row in rows:
+        run.log(row)
+    run.finish()

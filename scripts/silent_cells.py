@@ -1,0 +1,77 @@
+"""Which cells of a trained BioNIC never fire: per laminar group, on the validation images.
+
+    python scripts/silent_cells.py results/headline/runs/bionic/seed_* --data ../shared/data/fer2013
+
+For every run folder (config.yaml + best.ckpt) it takes each group's rates on the validation
+images (no augmentation, eval mode, as probe_groups.py does) and counts the cells that are silent
+(zero on every image) and those active on fewer than 1 % of them. Beside the counts, for each
+group: the mean rate against the homeostatic target, and the two per-cell offsets that decide
+whether a cell fires: the excitability set by homeostasis (and how many cells sit at its cap,
+model.plasticity.max_excitability) and the LayerNorm bias set by backprop. A group whose rate is
+below target with its excitability at the cap is one homeostasis no longer regulates.
+
+The test split is not used: this is a diagnostic for the search of docs/tuning.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+import yaml
+
+from bionic.data.fer2013 import read_fer2013
+from bionic.nets import BioNIC
+from probe_groups import activity
+from test_set_checks import load_net
+
+RARE = 0.01  # a cell active on fewer than this share of the images counts as rarely active
+
+
+def group_stats(net: BioNIC, rates: dict[str, torch.Tensor], max_excitability: float) -> list[dict]:
+    """One row per laminar group, from its rates [images, cells] (probe_groups.activity's keys)."""
+    rows = []
+    for name, group in net.laminar_groups():
+        r = rates[f"group {name}"]
+        active = (r > 0).float().mean(0)
+        exc = group.excitability
+        rows.append({
+            "group": name, "cells": r.shape[1],
+            "silent": int((active == 0).sum()), "rare": int((active < RARE).sum()),
+            "rate": float(r.mean()),
+            "excitability": float(exc.mean()),
+            "at_cap": int((exc.abs() >= max_excitability - 1e-6).sum()),
+            "ln_bias": float(group.norm.bias.detach().mean()) if group.norm is not None else None,
+        })
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("runs", type=Path, nargs="+", help="run folders with config.yaml and best.ckpt")
+    p.add_argument("--data", required=True, help="the FER-2013 root the runs were trained on")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+
+    val = read_fer2013(args.data, None, 0.1, 0, False).images["val"]
+    print(f"Silent cells on the {len(val):,} validation images (no augmentation); rare: active on fewer "
+          f"than {RARE:.0%} of them. Rate: mean over cells and images; excitability and LayerNorm bias: "
+          f"mean over cells; at cap: cells whose excitability is at ±max_excitability.\n")
+    print("| run | group | cells | silent | rare | rate (target) | excitability (cap) | at cap | LayerNorm bias |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for run in args.runs:
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        plasticity = {"target_rate": 0.25, "max_excitability": 3.0, **(config["model"].get("plasticity") or {})}
+        net, norm = load_net(run)
+        if not isinstance(net, BioNIC):
+            raise SystemExit(f"{run}: not a BioNIC run ({type(net).__name__} has no laminar groups)")
+        for row in group_stats(net, activity(net, norm, val), plasticity["max_excitability"]):
+            bias = "" if row["ln_bias"] is None else f"{row['ln_bias']:+.2f}"
+            print(f"| {run} | {row['group']} | {row['cells']} | {row['silent']} | {row['rare']} | "
+                  f"{row['rate']:.3f} ({plasticity['target_rate']}) | {row['excitability']:+.2f} "
+                  f"({plasticity['max_excitability']}) | {row['at_cap']} | {bias} |")
+
+
+if __name__ == "__main__":
+    main()

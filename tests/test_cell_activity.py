@@ -1,0 +1,43 @@
+"""scripts/cell_activity.py: each group's rate and silent share per epoch from a run's W&B log,
+into a JSON that holds them and a figure."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import pytest
+
+from conftest import REPO
+from helpers.wandb_records import log_offline
+
+
+@pytest.fixture(scope="module")
+def cell_activity():
+    spec = importlib.util.spec_from_file_location("cell_activity", REPO / "scripts" / "cell_activity.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_series_json_and_figure_from_a_real_offline_log(cell_activity, tmp_path, monkeypatch):
+    run = tmp_path / "study_x" / "bionic" / "seed_0"
+    run.mkdir(parents=True)
+    # As Lightning logs them: step rows without an epoch value, then the epoch's means.
+    rows = [{"plasticity/D/rate_step": 0.3}]
+    rows += [{"epoch": e, "plasticity/D/rate_epoch": 0.25 - 0.05 * e, "plasticity/D/silent_epoch": 0.1 * e,
+              "plasticity/A/rate_epoch": 0.25} for e in range(3)]
+    log_offline(run, rows)
+
+    got = cell_activity.series(run, ["A", "D"])
+    assert got == {e: {"A": {"rate": 0.25}, "D": {"rate": pytest.approx(0.25 - 0.05 * e),
+                                                  "silent": pytest.approx(0.1 * e)}} for e in range(3)}
+    assert cell_activity.study(run) == "study_x"
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(sys, "argv", ["cell_activity.py", str(run), "--out", str(out), "--groups", "A", "D"])
+    cell_activity.main()
+    saved = json.loads((out / "cell_activity.json").read_text())
+    assert saved[str(run)]["2"]["D"]["silent"] == pytest.approx(0.2)
+    assert (out / "cell_activity.png").read_bytes()[:4] == b"\x89PNG"

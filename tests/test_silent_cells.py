@@ -1,0 +1,51 @@
+"""scripts/silent_cells.py: counts exactly the cells that never fire, and the cells held at the cap."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+from bionic.nets import BioNIC
+from conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def silent():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(REPO / "scripts"))  # it imports its neighbours probe_groups and test_set_checks
+        spec = importlib.util.spec_from_file_location("silent_cells", REPO / "scripts" / "silent_cells.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+
+
+def rates(silent, net, x):
+    with torch.no_grad():
+        out = silent.activity(net, {"mean": 0.0, "std": 1.0}, x)
+    return out
+
+
+def test_cells_silenced_by_their_bias_are_counted_and_no_others(silent):
+    torch.manual_seed(0)
+    net = BioNIC().eval()
+    images = torch.randint(0, 256, (64, 48, 48), dtype=torch.uint8)
+    first = rates(silent, net, images)
+    before = {row["group"]: row for row in silent.group_stats(net, first, 3.0)}
+
+    last = net.groups[-1]
+    quiet = (first[f"group {net.group_names[-1]}"] > 0).any(0).nonzero().flatten()[:4]  # four cells that fire
+    assert len(quiet) == 4
+    with torch.no_grad():
+        last.norm.bias[quiet] = -100.0          # below anything LayerNorm can reach
+        last.excitability[quiet[:2]] = 3.0      # two of them held at the cap, as in the trained runs
+    after = {row["group"]: row for row in silent.group_stats(net, rates(silent, net, images), 3.0)}
+
+    name = net.group_names[-1]
+    assert after[name]["silent"] == before[name]["silent"] + len(quiet)
+    assert after[name]["rare"] >= after[name]["silent"]
+    assert after[name]["at_cap"] == 2
+    assert after[name]["rate"] < before[name]["rate"]
+    for group in net.group_names[:-1]:  # upstream of the change nothing moves
+        assert after[group] == before[group]
