@@ -1,6 +1,6 @@
 """Which cells of a trained BioNIC never fire: per laminar group, on the validation images.
 
-    python scripts/silent_cells.py results/headline/runs/bionic/seed_* --data ../shared/data/fer2013
+    python scripts/silent_cells.py results/headline/runs/bionic/seed_* --data ../shared/data/fer2013 [--untrained 2]
 
 For every run folder (config.yaml + best.ckpt) it takes each group's rates on the validation
 images (no augmentation, eval mode, as probe_groups.py does) and counts the cells that are silent
@@ -23,10 +23,12 @@ import yaml
 
 from bionic.data.fer2013 import read_fer2013
 from bionic.nets import BioNIC
+from bionic.plasticity import Plasticity
 from probe_groups import activity
 from test_set_checks import load_net
 
 RARE = 0.01  # a cell active on fewer than this share of the images counts as rarely active
+DEFAULTS = {"target_rate": Plasticity.target_rate, "max_excitability": Plasticity.max_excitability}
 
 
 def group_stats(net: BioNIC, rates: dict[str, torch.Tensor], max_excitability: float) -> list[dict]:
@@ -51,6 +53,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("runs", type=Path, nargs="+", help="run folders with config.yaml and best.ckpt")
     p.add_argument("--data", required=True, help="the FER-2013 root the runs were trained on")
+    p.add_argument("--untrained", type=int, default=0, metavar="N",
+                   help="also N untrained BioNICs (default settings, torch seeds 0..N-1), with the first run's "
+                        "image normalization: where the cells start")
     args = p.parse_args()
     torch.set_num_threads(1)
 
@@ -60,15 +65,21 @@ def main() -> None:
           f"mean over cells; at cap: cells whose excitability is at ±max_excitability.\n")
     print("| run | group | cells | silent | rare | rate (target) | excitability (cap) | at cap | LayerNorm bias |")
     print("|---|---|---|---|---|---|---|---|---|")
+    nets = []
     for run in args.runs:
         config = yaml.safe_load((run / "config.yaml").read_text())
-        plasticity = {"target_rate": 0.25, "max_excitability": 3.0, **(config["model"].get("plasticity") or {})}
+        plasticity = {**DEFAULTS, **(config["model"].get("plasticity") or {})}
         net, norm = load_net(run)
         if not isinstance(net, BioNIC):
             raise SystemExit(f"{run}: not a BioNIC run ({type(net).__name__} has no laminar groups)")
+        nets.append((str(run), net, norm, plasticity))
+    for seed in range(args.untrained):
+        torch.manual_seed(seed)
+        nets.append((f"untrained, seed {seed}", BioNIC().eval(), nets[0][2], DEFAULTS))
+    for name, net, norm, plasticity in nets:
         for row in group_stats(net, activity(net, norm, val), plasticity["max_excitability"]):
             bias = "" if row["ln_bias"] is None else f"{row['ln_bias']:+.2f}"
-            print(f"| {run} | {row['group']} | {row['cells']} | {row['silent']} | {row['rare']} | "
+            print(f"| {name} | {row['group']} | {row['cells']} | {row['silent']} | {row['rare']} | "
                   f"{row['rate']:.3f} ({plasticity['target_rate']}) | {row['excitability']:+.2f} "
                   f"({plasticity['max_excitability']}) | {row['at_cap']} | {bias} |")
 
