@@ -6,7 +6,8 @@ not in history.json. Each offline run leaves `<run>/wandb/offline-run-<time>-<id
 W&B's record log, a LevelDB-style file (a 7-byte header ":W&B", magic 0xBEE1, version 0; then
 32 KiB blocks of records, each a 7-byte header of checksum, length and kind, where a record too
 long for its block is split into first / middle / last pieces) holding one `wandb.proto` Record
-per entry. Only history records are read; checksums are not verified (a torn file ends the read).
+per entry. `records` gives every record, `history` the logged rows; checksums are not verified
+(a file that ends inside a record, as a run still writing or killed leaves it, ends the read).
 """
 
 from __future__ import annotations

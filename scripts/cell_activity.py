@@ -1,7 +1,7 @@
 """How each laminar group's activity evolves over training: a figure from the runs' own W&B logs.
 
     python scripts/cell_activity.py runs/headline_e200/bionic/seed_{0,1,2} runs/exc10_e200/bionic/seed_{0,1,2} \
-        --out results/tuning/e200/exc10
+        --out results/tuning/e200/exc10/cell_activity
 
 The homeostasis callback logs, per group and training epoch, the mean rate of its cells
 (`plasticity/<group>/rate`) and the share of cells silent for a whole batch
@@ -18,6 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
+from bionic.errors import BionicError
 from bionic.wandb_log import per_epoch
 
 MEASURES = ("rate", "silent")
@@ -70,7 +71,10 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True, help="folder for cell_activity.json and .png")
     p.add_argument("--groups", nargs="+", default=["A", "B", "C", "D"])
     args = p.parse_args()
-    data = {str(run): series(run, args.groups) for run in args.runs}
+    try:
+        data = {str(run): series(run, args.groups) for run in args.runs}
+    except BionicError as err:
+        raise SystemExit(f"error: {err}") from None
     args.out.mkdir(parents=True, exist_ok=True)
     # One line per run and epoch: small enough to commit, and diffs stay readable.
     lines = [f"  {json.dumps(run)}: {{\n" + ",\n".join(f"    \"{e}\": {json.dumps(v)}" for e, v in epochs.items())

@@ -57,6 +57,10 @@ def main() -> None:
                    help="also N untrained BioNICs (default settings, torch seeds 0..N-1), with the first run's "
                         "image normalization: where the cells start")
     args = p.parse_args()
+    for run in args.runs:
+        if not (run / "config.yaml").is_file() or not (run / "best.ckpt").is_file():
+            raise SystemExit(f"error: {run} has no config.yaml and best.ckpt; pass kept run folders "
+                             "(results/<study>/runs/<variant>/seed_<s>)")
     torch.set_num_threads(1)
 
     val = read_fer2013(args.data, None, 0.1, 0, False).images["val"]
