@@ -3,22 +3,18 @@ into a JSON that holds them and a figure."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 
 import pytest
 
-from conftest import REPO
+from helpers.scripts import load_script
 from helpers.wandb_records import log_offline
 
 
 @pytest.fixture(scope="module")
 def cell_activity():
-    spec = importlib.util.spec_from_file_location("cell_activity", REPO / "scripts" / "cell_activity.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("cell_activity")
 
 
 def test_series_json_and_figure_from_a_real_offline_log(cell_activity, tmp_path, monkeypatch):

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import time
 
 import pytest
 
-from conftest import REPO
+from helpers.scripts import load_script
 
 
 @pytest.fixture
 def watch(monkeypatch):
-    spec = importlib.util.spec_from_file_location("gpu_watch", REPO / "scripts" / "gpu_watch.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("gpu_watch")
     monkeypatch.setattr(module, "CHECK_S", 0.05)
     return module
 

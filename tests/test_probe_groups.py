@@ -3,24 +3,17 @@ information from none."""
 
 from __future__ import annotations
 
-import importlib.util
 
 import pytest
 import torch
 
 from bionic.nets import BaselineCNN, BioNIC
-from conftest import REPO
+from helpers.scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def probes():
-    scripts = str(REPO / "scripts")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(scripts)  # it imports load_net from its neighbour, test_set_checks.py
-        spec = importlib.util.spec_from_file_location("probe_groups", REPO / "scripts" / "probe_groups.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return module
+    return load_script("probe_groups")
 
 
 @pytest.mark.parametrize("make, names", [

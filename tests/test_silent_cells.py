@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 
 import pytest
 import torch
 
 from bionic.nets import BioNIC
-from conftest import REPO
+from helpers.scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def silent():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(REPO / "scripts"))  # it imports its neighbours probe_groups and test_set_checks
-        spec = importlib.util.spec_from_file_location("silent_cells", REPO / "scripts" / "silent_cells.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
+    return load_script("silent_cells")
 
 
 def rates(silent, net, x):

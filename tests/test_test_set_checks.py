@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 
 import numpy as np
 import pytest
@@ -10,15 +9,12 @@ import torch
 import yaml
 
 from bionic.nets import BaselineCNN
-from conftest import REPO
+from helpers.scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def checks():
-    spec = importlib.util.spec_from_file_location("test_set_checks", REPO / "scripts" / "test_set_checks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("test_set_checks")
 
 
 def test_twins_are_pixel_identical_images_only(checks):
