@@ -24,12 +24,15 @@ from bionic.wandb_log import per_epoch
 MEASURES = ("rate", "silent")
 
 
+def key(group: str, measure: str) -> str:
+    return f"plasticity/{group}/{measure}_epoch"  # Lightning's name for the epoch mean of a step-logged value
+
+
 def series(run: Path, groups: list[str]) -> dict[int, dict[str, dict[str, float]]]:
     """{epoch: {group: {rate, silent}}} from the run's offline W&B log."""
-    keys = [f"plasticity/{g}/{m}_epoch" for g in groups for m in MEASURES]
-    return {epoch: {g: {m: round(values[f"plasticity/{g}/{m}_epoch"], 5) for m in MEASURES
-                        if f"plasticity/{g}/{m}_epoch" in values} for g in groups}
-            for epoch, values in per_epoch(run, keys).items()}
+    epochs = per_epoch(run, [key(g, m) for g in groups for m in MEASURES])
+    return {epoch: {g: {m: round(values[key(g, m)], 5) for m in MEASURES if key(g, m) in values} for g in groups}
+            for epoch, values in epochs.items()}
 
 
 def study(run: Path) -> str:
@@ -48,11 +51,12 @@ def draw(data: dict[str, dict[int, dict]], groups: list[str], path: Path) -> Non
     fig, axes = plt.subplots(len(MEASURES), len(groups), figsize=(3.2 * len(groups), 5.5), sharex=True,
                              squeeze=False)
     for run, epochs in data.items():
+        line = colour[study(Path(run))]
         for row, measure in enumerate(MEASURES):
             for col, group in enumerate(groups):
                 points = [(e, v[group][measure]) for e, v in epochs.items() if measure in v.get(group, {})]
                 if points:
-                    axes[row, col].plot(*zip(*points), color=colour[study(Path(run))], lw=1, alpha=0.8)
+                    axes[row, col].plot(*zip(*points), color=line, lw=1, alpha=0.8)
     for col, group in enumerate(groups):
         axes[0, col].set_title(f"group {group}")
         axes[-1, col].set_xlabel("epoch")

@@ -23,12 +23,11 @@ import yaml
 
 from bionic.data.fer2013 import read_fer2013
 from bionic.nets import BioNIC
-from bionic.plasticity import Plasticity
+from bionic.plasticity import Plasticity, as_plasticity
 from probe_groups import activity
 from test_set_checks import load_net
 
 RARE = 0.01  # a cell active on fewer than this share of the images counts as rarely active
-DEFAULTS = {"target_rate": Plasticity.target_rate, "max_excitability": Plasticity.max_excitability}
 
 
 def group_stats(net: BioNIC, rates: dict[str, torch.Tensor], max_excitability: float) -> list[dict]:
@@ -72,20 +71,20 @@ def main() -> None:
     nets = []
     for run in args.runs:
         config = yaml.safe_load((run / "config.yaml").read_text())
-        plasticity = {**DEFAULTS, **(config["model"].get("plasticity") or {})}
+        plasticity = as_plasticity(config["model"].get("plasticity"))
         net, norm = load_net(run)
         if not isinstance(net, BioNIC):
             raise SystemExit(f"{run}: not a BioNIC run ({type(net).__name__} has no laminar groups)")
         nets.append((str(run), net, norm, plasticity))
     for seed in range(args.untrained):
         torch.manual_seed(seed)
-        nets.append((f"untrained, seed {seed}", BioNIC().eval(), nets[0][2], DEFAULTS))
+        nets.append((f"untrained, seed {seed}", BioNIC().eval(), nets[0][2], Plasticity()))
     for name, net, norm, plasticity in nets:
-        for row in group_stats(net, activity(net, norm, val), plasticity["max_excitability"]):
+        for row in group_stats(net, activity(net, norm, val), plasticity.max_excitability):
             bias = "" if row["ln_bias"] is None else f"{row['ln_bias']:+.2f}"
             print(f"| {name} | {row['group']} | {row['cells']} | {row['silent']} | {row['rare']} | "
-                  f"{row['rate']:.3f} ({plasticity['target_rate']}) | {row['excitability']:+.2f} "
-                  f"({plasticity['max_excitability']}) | {row['at_cap']} | {bias} |")
+                  f"{row['rate']:.3f} ({plasticity.target_rate}) | {row['excitability']:+.2f} "
+                  f"({plasticity.max_excitability}) | {row['at_cap']} | {bias} |")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 
@@ -15,10 +14,8 @@ def silent():
     return load_script("silent_cells")
 
 
-def rates(silent, net, x):
-    with torch.no_grad():
-        out = silent.activity(net, {"mean": 0.0, "std": 1.0}, x)
-    return out
+def rates(silent, net, images):
+    return silent.activity(net, {"mean": 0.0, "std": 1.0}, images)  # activity runs without gradients
 
 
 def test_cells_silenced_by_their_bias_are_counted_and_no_others(silent):
