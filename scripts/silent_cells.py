@@ -43,7 +43,8 @@ def group_stats(net: BioNIC, rates: dict[str, torch.Tensor], max_excitability: f
             "rate": float(r.mean()),
             "excitability": float(exc.mean()),
             "at_cap": int((exc.abs() >= max_excitability - 1e-6).sum()),
-            "ln_bias": float(group.norm.bias.detach().mean()) if group.norm is not None else None,
+            "ln_bias": (float(group.norm.bias.detach().mean())
+                        if group.norm is not None and group.norm.bias is not None else None),
         })
     return rows
 

@@ -171,6 +171,22 @@ def test_conv_batch_norm_normalizes_each_conv_and_keeps_the_default_layout(wirin
     assert torch.allclose(per_channel.std(1, unbiased=False), torch.ones(4), atol=1e-2)
 
 
+def test_layer_norm_bias_off_leaves_each_groups_shift_to_homeostasis(wiring):
+    plain, unbiased = small_net(wiring), small_net(wiring, layer_norm_bias=False)
+    # On (the default), each group keeps its learned shift, so checkpoints made before the switch load.
+    assert all(f"groups.{i}.norm.bias" in plain.state_dict() for i in range(len(SIZES)))
+    assert not any(k.endswith("norm.bias") for k in unbiased.state_dict())
+    assert all(g.norm.weight is not None for g in unbiased.groups)  # the per-cell gain stays
+    last = unbiased.groups[-1]
+    last.eval()
+    with torch.no_grad():
+        last.norm.weight.fill_(1.0)
+        u = last.norm(torch.randn(16, last.size) * 3 + 5)
+        assert torch.allclose(u.mean(1), torch.zeros(16), atol=1e-5)  # nothing shifts the group's mean
+        last.excitability.fill_(-100.0)  # only homeostasis can silence it now
+        assert last(torch.randn(4, last.feedforward.in_features)).abs().max() == 0
+
+
 def test_lateral_inhibition_is_a_local_competition():
     li = LateralInhibition()
     x = torch.zeros(1, 3, 5, 5)

@@ -121,7 +121,9 @@ class BioNIC(nn.Module):
 
     Front end (not switches; ConvFrontEnd says why each is what it is): `conv_channels`,
     `conv_strides`, `rectify_first_conv` (ReLU before the lateral inhibition), `conv_batch_norm`
-    (BatchNorm after each conv), `pool_size`, `attention_reduction`.
+    (BatchNorm after each conv), `pool_size`, `attention_reduction`. Column (not a switch either):
+    `layer_norm_bias` (LayerNorm's learned per-cell shift; off, a group's mean threshold is left to
+    homeostasis's excitability), `inhibition_strength`.
 
     Wiring: the column is loaded from `snapshot` (None = the bundled snapshot) and turned into
     masks by build_wiring with `groups`, `min_synapses`, `inhibition_measure` and `wiring_seed`
@@ -136,6 +138,7 @@ class BioNIC(nn.Module):
         intra_layer: bool = True,
         graded_inhibition: bool = True,
         layer_norm: bool = True,
+        layer_norm_bias: bool = True,
         synaptic_noise: float = 0.1,
         conv_channels: Sequence[int] = (8, 16),
         conv_strides: Sequence[int] = (2, 1),
@@ -188,7 +191,7 @@ class BioNIC(nn.Module):
         return net
 
     def _build(self, wiring, *, conv, lateral_inhibition, mask, intra_layer, graded_inhibition, layer_norm,
-               synaptic_noise, conv_channels, conv_strides, rectify_first_conv, conv_batch_norm, pool_size,
+               layer_norm_bias, synaptic_noise, conv_channels, conv_strides, rectify_first_conv, conv_batch_norm, pool_size,
                attention_reduction, inhibition_strength, num_classes, in_channels, image_size) -> None:
         if synaptic_noise < 0:
             raise BionicError(f"synaptic_noise must be >= 0 (0 = off), got {synaptic_noise}")
@@ -216,7 +219,7 @@ class BioNIC(nn.Module):
             feedforward = nn.Linear(n_features, n) if i == 0 else MaskedLinear(between[i - 1])
             groups_.append(LaminarGroup(
                 feedforward, within[i] if intra_layer else None, wiring.inhibition[i],
-                layer_norm=layer_norm, graded_inhibition=graded_inhibition,
+                layer_norm=layer_norm, layer_norm_bias=layer_norm_bias, graded_inhibition=graded_inhibition,
                 inhibition_strength=inhibition_strength, synaptic_noise=synaptic_noise))
         self.groups = nn.ModuleList(groups_)
         self.readout = nn.Linear(sizes[-1], num_classes)

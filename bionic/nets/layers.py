@@ -221,15 +221,15 @@ class LaminarGroup(nn.Module):
     """
 
     def __init__(self, feedforward: nn.Linear, within: torch.Tensor | None, inhibition: torch.Tensor,
-                 *, layer_norm: bool = True, graded_inhibition: bool = True, inhibition_strength: float = 1.0,
-                 synaptic_noise: float = 0.0):
+                 *, layer_norm: bool = True, layer_norm_bias: bool = True, graded_inhibition: bool = True,
+                 inhibition_strength: float = 1.0, synaptic_noise: float = 0.0):
         super().__init__()
         n = feedforward.out_features
         if inhibition.shape != (n,):
             raise ValueError(f"inhibition must have shape ({n},), got {tuple(inhibition.shape)}")
         self.feedforward = feedforward
         self.recurrent = MaskedLinear(within, bias=False) if within is not None else None
-        self.norm = nn.LayerNorm(n) if layer_norm else None
+        self.norm = nn.LayerNorm(n, bias=layer_norm_bias) if layer_norm else None
         self.graded_inhibition = graded_inhibition
         self.inhibition_strength = inhibition_strength
         self.synaptic_noise = float(synaptic_noise)
