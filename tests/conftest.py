@@ -85,3 +85,20 @@ def tiny_fit_args(root: Path, run_dir: Path) -> list[str]:
         "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary",
         "false", "--data.batch_size", "16", "--data.progress", "false", "--wandb.mode", "disabled",
     ]
+
+
+@pytest.fixture(scope="session")
+def fitted_runs(tmp_path_factory) -> tuple[Path, Path]:
+    """(RUNS, data root): RUNS/baseline/seed_0 fitted and tested as the ablation runner does,
+    seed_1 fitted and not tested (unfinished). Tests read it and write elsewhere."""
+    from test_bad_input import BASELINE, bionic
+
+    base = tmp_path_factory.mktemp("fitted")
+    root = make_folders(base / "fer", {"train": 12, "test": 4})
+    for seed in (0, 1):
+        run_dir = base / "runs" / "baseline" / f"seed_{seed}"
+        code, _, err = bionic(None, "fit", *BASELINE, *tiny_fit_args(root, run_dir), "--seed_everything", str(seed))
+        assert code == 0, err[-3000:]
+    code, _, err = bionic(None, "test", "--config", str(base / "runs/baseline/seed_0/config.yaml"))
+    assert code == 0, err[-3000:]
+    return base / "runs", root

@@ -13,28 +13,12 @@ import pytest
 import torch
 
 from bionic import keep
-from conftest import REPO, tiny_fit_args
-from test_bad_input import BASELINE, bionic, one_error
+from conftest import REPO
+from test_bad_input import bionic, one_error
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """RUNS/baseline/seed_0 fitted and tested as the ablation runner does; seed_1 fitted, not tested."""
-    from conftest import make_folders
-
-    base = tmp_path_factory.mktemp("keep")
-    root = make_folders(base / "fer", {"train": 12, "test": 4})
-    for seed in (0, 1):
-        run_dir = base / "runs" / "baseline" / f"seed_{seed}"
-        code, _, err = bionic(None, "fit", *BASELINE, *tiny_fit_args(root, run_dir), "--seed_everything", str(seed))
-        assert code == 0, err[-3000:]
-    code, _, err = bionic(None, "test", "--config", str(base / "runs/baseline/seed_0/config.yaml"))
-    assert code == 0, err[-3000:]
-    return base / "runs", root
-
-
-def test_a_finished_run_is_kept_with_weights_only_and_scores_its_accuracy(runs, tmp_path, capsys):
-    src, root = runs
+def test_a_finished_run_is_kept_with_weights_only_and_scores_its_accuracy(fitted_runs, tmp_path, capsys):
+    src, root = fitted_runs
     dest = tmp_path / "results"
     assert keep.main([str(src), str(dest)]) == 0
     out = capsys.readouterr().out
@@ -60,8 +44,8 @@ def test_a_finished_run_is_kept_with_weights_only_and_scores_its_accuracy(runs, 
     assert json.loads((rescore / "metrics.json").read_text())["test/acc"] == pytest.approx(recorded)
 
 
-def test_a_kept_run_is_never_overwritten(runs, tmp_path, capsys):
-    src, _ = runs
+def test_a_kept_run_is_never_overwritten(fitted_runs, tmp_path, capsys):
+    src, _ = fitted_runs
     dest = tmp_path / "results"
     keep.main([str(src), str(dest)])
     kept = dest / "baseline" / "seed_0" / "metrics.json"
@@ -82,8 +66,8 @@ def test_a_kept_run_is_never_overwritten(runs, tmp_path, capsys):
     assert kept.stat().st_mtime_ns == before
 
 
-def test_no_checkpoints_keeps_the_record_alone(runs, tmp_path, capsys):
-    src, _ = runs
+def test_no_checkpoints_keeps_the_record_alone(fitted_runs, tmp_path, capsys):
+    src, _ = fitted_runs
     assert keep.main([str(src), str(tmp_path / "results"), "--no-checkpoints"]) == 0
     kept = tmp_path / "results" / "baseline" / "seed_0"
     assert sorted(p.name for p in kept.iterdir()) == ["config.yaml", "confusion_matrix.png", "history.json", "metrics.json"]
@@ -101,10 +85,10 @@ def test_no_finished_run_is_one_line(tmp_path, capsys, where):
     assert not (tmp_path / "results").exists()
 
 
-def test_gpu_collect_keeps_what_a_lease_brought_back(runs, tmp_path):
+def test_gpu_collect_keeps_what_a_lease_brought_back(fitted_runs, tmp_path):
     """scripts/gpu.sh collect: the runs.tar.gz and flat ckpt_<root>_<variant>_seed_<s>.ckpt files of
     `bring_back` -> results/<root>/runs/<variant>/seed_<s>/ through `bionic keep`."""
-    src, _ = runs
+    src, _ = fitted_runs
     repo = tmp_path / "repo"  # collect works in the repository of its script
     (repo / "scripts").mkdir(parents=True)
     shutil.copy(REPO / "scripts" / "gpu.sh", repo / "scripts" / "gpu.sh")
@@ -145,10 +129,10 @@ def test_gpu_collect_keeps_what_a_lease_brought_back(runs, tmp_path):
     assert "already kept: results/tuning/e40/runs/baseline/seed_0\n" in collect()  # a second collect of the same files changes nothing
 
 
-def test_gpu_bring_back_then_collect_keeps_the_finished_runs(runs, tmp_path):
+def test_gpu_bring_back_then_collect_keeps_the_finished_runs(fitted_runs, tmp_path):
     """scripts/gpu.sh bring_back on the device's WORK layout, then collect here: the two sides of
     one protocol (the flat checkpoint names, the records' tarball) agree."""
-    src, _ = runs
+    src, _ = fitted_runs
     repo = tmp_path / "repo"
     (repo / "scripts").mkdir(parents=True)
     shutil.copy(REPO / "scripts" / "gpu.sh", repo / "scripts" / "gpu.sh")

@@ -9,24 +9,16 @@ import shutil
 import pytest
 
 from bionic import keep, rescore
-from conftest import tiny_fit_args
-from test_bad_input import BASELINE, bionic, one_error
+from test_bad_input import one_error
 
 
 @pytest.fixture(scope="module")
-def kept(tmp_path_factory):
+def kept(fitted_runs, tmp_path_factory):
     """KEPT/baseline/seed_0 as `python -m bionic keep` leaves a fitted and tested run, and its data root."""
-    from conftest import make_folders
-
-    base = tmp_path_factory.mktemp("rescore")
-    root = make_folders(base / "fer", {"train": 12, "test": 4})
-    run_dir = base / "runs" / "baseline" / "seed_0"
-    code, _, err = bionic(None, "fit", *BASELINE, *tiny_fit_args(root, run_dir), "--seed_everything", "0")
-    assert code == 0, err[-3000:]
-    code, _, err = bionic(None, "test", "--config", str(run_dir / "config.yaml"))
-    assert code == 0, err[-3000:]
-    assert keep.main([str(base / "runs"), str(base / "kept")]) == 0
-    return base / "kept", root
+    runs, root = fitted_runs
+    kept = tmp_path_factory.mktemp("rescore") / "kept"
+    assert keep.main([str(runs), str(kept)]) == 0
+    return kept, root
 
 
 def copy_of(kept, tmp_path):
