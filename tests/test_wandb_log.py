@@ -1,12 +1,15 @@
 """bionic.wandb_log reads back what a real offline W&B run wrote: rows split across the file's
-32 KiB blocks, a resumed run's second log, and a file that is not a W&B log."""
+32 KiB blocks, a resumed run's second log, a block whose last few bytes are padding, and a file
+that is not a W&B log."""
 
 from __future__ import annotations
+
+import struct
 
 import pytest
 
 from bionic.errors import BionicError
-from bionic.wandb_log import history, per_epoch, run_logs
+from bionic.wandb_log import BLOCK, FIRST, FULL, HEADER, LAST, MIDDLE, history, per_epoch, records, run_logs
 from helpers.wandb_records import log_offline
 
 
@@ -34,3 +37,49 @@ def test_not_a_wandb_log_or_no_log_is_one_clear_error(tmp_path):
         list(history(bad))
     with pytest.raises(BionicError, match="no offline W&B log"):
         per_epoch(tmp_path, ["plasticity/D/rate_epoch"])
+
+
+def write_log(path, header: bytes, payloads: list[bytes]) -> list[int]:
+    """The log format as W&B's writer (LevelDB's) lays it out: where fewer than HEADER bytes are
+    left in a block they are zeros, and a record starts the next block. Returns where it padded."""
+    out, padded = bytearray(header), []
+    for payload in payloads:
+        rest, first = payload, True
+        while True:
+            room = BLOCK - len(out) % BLOCK
+            if room < HEADER:
+                padded.append(room)
+                out += bytes(room)
+                room = BLOCK
+            piece, rest = rest[:room - HEADER], rest[room - HEADER:]
+            kind = (FULL if not rest else FIRST) if first else (LAST if not rest else MIDDLE)
+            out += struct.pack("<IHB", 0, len(piece), kind) + piece
+            first = False
+            if not rest:
+                break
+    path.write_bytes(bytes(out))
+    return padded
+
+
+def test_a_block_that_ends_in_padding_is_skipped(tmp_path):
+    """Real logs have them (about one block end in a hundred); so that one surely does, a real
+    run's records are laid out again behind a filler sized to leave 1 to 6 bytes at a block's end."""
+    from wandb.proto import wandb_internal_pb2
+
+    log_offline(tmp_path, [{"epoch": e, "note": "y" * 3000} for e in range(12)])
+    [log] = run_logs(tmp_path)
+    header, payloads = log.read_bytes()[:HEADER], [r.SerializeToString() for r in records(log)]
+    want = [r for r in history(log) if "epoch" in r]
+    assert len(want) == 12
+
+    def filler(n):
+        record = wandb_internal_pb2.Record()
+        record.history.item.add(key="filler", value_json='"' + "f" * n + '"')
+        return record.SerializeToString()
+
+    for n in range(200):
+        padded = write_log(tmp_path / "run-padded.wandb", header, [filler(n), *payloads])
+        if padded:
+            break
+    assert padded and all(1 <= room < HEADER for room in padded)
+    assert [r for r in history(tmp_path / "run-padded.wandb") if "epoch" in r] == want
