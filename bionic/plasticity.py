@@ -320,8 +320,24 @@ class HomeostaticRegulation(_PlasticityCallback):
 
     Logs per group, on the logger's steps, `plasticity/<group>/rate` (mean over units and batch) and
     `plasticity/<group>/silent` (fraction of units inactive for every sample of the batch), and
-    `plasticity/homeostasis_skipped`.
+    `plasticity/homeostasis_skipped`. `epoch_summary` gives both per group averaged over every step
+    of the training epoch so far; bionic.runs.RunFiles puts them in the epoch's history.json row.
     """
+
+    def __init__(self, net: torch.nn.Module, cfg: Plasticity):
+        super().__init__(net, cfg)
+        self._epoch: dict[str, torch.Tensor] = {}  # group -> (sum of rates, sum of silent shares, steps)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._epoch = {}
+
+    def epoch_summary(self) -> dict[str, float]:
+        """{`plasticity/<group>/rate` and `/silent`: mean over this training epoch's steps}."""
+        out = {}
+        for name, (rate, silent, steps) in self._epoch.items():  # one host sync per epoch
+            out[f"plasticity/{name}/rate"] = float(rate / steps)
+            out[f"plasticity/{name}/silent"] = float(silent / steps)
+        return out
 
     def observed(self):
         return [], [group for _, group in self.net.laminar_groups()]
@@ -338,6 +354,9 @@ class HomeostaticRegulation(_PlasticityCallback):
                 continue
             rate = rate.to(group.rate_ema.dtype)
             batch_rate = rate.mean(0)
+            silent = (rate.amax(0) <= 0).float().mean()
+            step = torch.stack((batch_rate.mean(), silent, torch.ones_like(silent)))
+            self._epoch[name] = self._epoch[name] + step if name in self._epoch else step
             first = group.homeostasis_steps == 0
             ema = torch.where(first, batch_rate, cfg.ema * group.rate_ema + (1 - cfg.ema) * batch_rate)
             error = cfg.target_rate - ema
@@ -355,7 +374,7 @@ class HomeostaticRegulation(_PlasticityCallback):
                     self._apply(layer.weight, layer.weight * gain.unsqueeze(1))
             if log:
                 self._log(pl_module, f"plasticity/{name}/rate", batch_rate.mean())
-                self._log(pl_module, f"plasticity/{name}/silent", (rate.amax(0) <= 0).float().mean())
+                self._log(pl_module, f"plasticity/{name}/silent", silent)
         if log:
             self._log(pl_module, "plasticity/homeostasis_skipped", self.skipped.float(), on_epoch=False)
 

@@ -4,7 +4,8 @@ Layout of one run (``--trainer.default_root_dir DIR``; the names are bionic.run_
     DIR/identity.json          which config this directory belongs to (written when the first fit starts)
     DIR/config.yaml            the full parsed config of the latest fit (LightningCLI)
     DIR/checkpoints/best.ckpt  best validation accuracy;  DIR/checkpoints/last.ckpt  end of last epoch
-    DIR/history.json           one row per finished epoch (train/val loss and accuracy, wall time)
+    DIR/history.json           one row per finished epoch (train/val loss and accuracy, wall time; with
+                               plasticity, each group's mean rate and silent share)
     DIR/splits.json            which FER-2013 files played train / val / test
     DIR/metrics.json           written by `test`: the scores on the held-out split and the run's facts
     DIR/predictions.csv        written by `predict` (bionic.predict.PredictionWriter)
@@ -229,7 +230,7 @@ def machine(device) -> dict:
 
 class RunFiles(L.Callback):
     """identity.json when a fit starts, history.json per epoch (also kept in the checkpoint, so a
-    resumed run keeps it), and metrics.json, splits.json and the confusion matrix after `test`.
+    resumed run keeps it; a callback with `epoch_summary()` adds its epoch's values to the row), and metrics.json, splits.json and the confusion matrix after `test`.
 
     Args:
         run_dir: the run directory.
@@ -288,6 +289,9 @@ class RunFiles(L.Callback):
         if self._loss_n:
             metrics.update({k: float(v) for k, v in pl_module.train_metrics.compute().items()})
             metrics["train/loss"] = float(self._loss_sum) / self._loss_n
+        for callback in trainer.callbacks:  # what a callback measured over the epoch (plasticity's cell activity)
+            if callable(getattr(callback, "epoch_summary", None)):
+                metrics.update(callback.epoch_summary())
         row = {"epoch": trainer.current_epoch, "step": trainer.global_step,
                "time_s": time.perf_counter() - self._epoch_start,
                **{k: v for k, v in sorted(metrics.items()) if math.isfinite(v)}}

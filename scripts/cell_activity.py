@@ -3,11 +3,13 @@
     python scripts/cell_activity.py runs/headline_e200/bionic/seed_{0,1,2} runs/exc10_e200/bionic/seed_{0,1,2} \
         --out results/tuning/e200/exc10/cell_activity
 
-The homeostasis callback logs, per group and training epoch, the mean rate of its cells
+The homeostasis callback measures, per group and training epoch, the mean rate of its cells
 (`plasticity/<group>/rate`) and the share of cells silent for a whole batch
-(`plasticity/<group>/silent`); they live in the run's offline W&B log, not in history.json
-(bionic.wandb_log reads them). Writes OUT/cell_activity.json ({run: {epoch: {group: {rate,
-silent}}}}, so the figure can be redrawn without the logs, which are not kept) and
+(`plasticity/<group>/silent`). Runs made since 2026-12-05 (round 13) hold both in history.json,
+averaged over every step of the epoch, so kept runs carry them; older runs have them only in
+their offline W&B log (the mean over the logged steps, one in 50; bionic.wandb_log reads it),
+which keeping a run drops. Writes OUT/cell_activity.json ({run: {epoch: {group: {rate,
+silent}}}}, so the figure can be redrawn without the logs) and
 OUT/cell_activity.png (rate and silent share per group against the epoch, one line per run, one
 colour per study: the folder that holds the run's variant).
 """
@@ -24,15 +26,22 @@ from bionic.wandb_log import per_epoch
 MEASURES = ("rate", "silent")
 
 
-def key(group: str, measure: str) -> str:
-    return f"plasticity/{group}/{measure}_epoch"  # Lightning's name for the epoch mean of a step-logged value
+def key(group: str, measure: str, suffix: str = "") -> str:
+    return f"plasticity/{group}/{measure}{suffix}"
 
 
 def series(run: Path, groups: list[str]) -> dict[int, dict[str, dict[str, float]]]:
-    """{epoch: {group: {rate, silent}}} from the run's offline W&B log."""
-    epochs = per_epoch(run, [key(g, m) for g in groups for m in MEASURES])
-    return {epoch: {g: {m: round(values[key(g, m)], 5) for m in MEASURES if key(g, m) in values} for g in groups}
-            for epoch, values in epochs.items()}
+    """{epoch: {group: {rate, silent}}} from the run's history.json, or else its offline W&B log."""
+    history = run / "history.json"
+    rows = json.loads(history.read_text()) if history.is_file() else []
+    if any(key(g, m) in row for row in rows for g in groups for m in MEASURES):
+        epochs, suffix = {int(row["epoch"]): row for row in rows}, ""
+    else:  # "_epoch": Lightning's name for the epoch mean of a step-logged value
+        suffix = "_epoch"
+        epochs = per_epoch(run, [key(g, m, suffix) for g in groups for m in MEASURES])
+    return {epoch: {g: {m: round(values[key(g, m, suffix)], 5) for m in MEASURES if key(g, m, suffix) in values}
+                    for g in groups}
+            for epoch, values in sorted(epochs.items())}
 
 
 def study(run: Path) -> str:
@@ -71,7 +80,8 @@ def draw(data: dict[str, dict[int, dict]], groups: list[str], path: Path) -> Non
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("runs", type=Path, nargs="+", help="run folders trained with W&B offline (the default)")
+    p.add_argument("runs", type=Path, nargs="+",
+                   help="run folders (kept or not) whose history.json holds the cell activity, or with their W&B log")
     p.add_argument("--out", type=Path, required=True, help="folder for cell_activity.json and .png")
     p.add_argument("--groups", nargs="+", default=["A", "B", "C", "D"])
     args = p.parse_args()

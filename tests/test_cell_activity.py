@@ -1,5 +1,5 @@
-"""scripts/cell_activity.py: each group's rate and silent share per epoch from a run's W&B log,
-into a JSON that holds them and a figure."""
+"""scripts/cell_activity.py: each group's rate and silent share per epoch from a run's
+history.json or, for older runs, its W&B log, into a JSON that holds them and a figure."""
 
 from __future__ import annotations
 
@@ -37,3 +37,16 @@ def test_series_json_and_figure_from_a_real_offline_log(cell_activity, tmp_path,
     saved = json.loads((out / "cell_activity.json").read_text())
     assert saved[str(run)]["2"]["D"]["silent"] == pytest.approx(0.2)
     assert (out / "cell_activity.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_history_json_is_read_first_so_kept_runs_draw_too(cell_activity, tmp_path):
+    run = tmp_path / "study_y" / "bionic" / "seed_0"
+    run.mkdir(parents=True)
+    rows = [{"epoch": e, "val/acc": 0.5, "plasticity/D/rate": 0.2 + 0.01 * e, "plasticity/D/silent": 0.0}
+            for e in (1, 0)]
+    (run / "history.json").write_text(json.dumps(rows))  # no W&B log: as `bionic keep` leaves a run
+    assert cell_activity.series(run, ["D"]) == {0: {"D": {"rate": 0.2, "silent": 0.0}},
+                                                1: {"D": {"rate": 0.21, "silent": 0.0}}}
+    (run / "history.json").write_text(json.dumps([{"epoch": 0, "val/acc": 0.5}]))  # an older run: its W&B log
+    with pytest.raises(cell_activity.BionicError, match="no offline W&B log"):
+        cell_activity.series(run, ["D"])

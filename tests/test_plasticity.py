@@ -105,6 +105,31 @@ def test_homeostasis_brings_rates_to_target():
         assert group.excitability.abs().max() <= cfg.max_excitability
 
 
+def test_epoch_summary_is_each_groups_activity_over_the_epochs_steps():
+    torch.manual_seed(0)
+    net = small_net(synaptic_noise=0.0).eval()
+    homeo = HomeostaticRegulation(net, Plasticity())
+    with torch.no_grad():
+        net.groups[3].excitability[:4] = -100.0  # four of D's nine cells silent on every image
+        homeo.on_train_epoch_start(None, None)
+        assert homeo.epoch_summary() == {}
+        seen = []
+        for batch in (torch.randn(8, 1, 48, 48), torch.randn(8, 1, 48, 48) * 3):
+            with probe(net) as post:
+                plastic_step([homeo], net, batch)
+            seen.append({name: post["post"][group] for name, group in net.laminar_groups()})
+    summary = homeo.epoch_summary()
+    assert set(summary) == {f"plasticity/{g}/{m}" for g in "ABCD" for m in ("rate", "silent")}
+    for name in "ABCD":
+        rate = sum(float(step[name].mean()) for step in seen) / 2
+        silent = sum(float((step[name].amax(0) <= 0).float().mean()) for step in seen) / 2
+        assert summary[f"plasticity/{name}/rate"] == pytest.approx(rate, rel=1e-5)
+        assert summary[f"plasticity/{name}/silent"] == pytest.approx(silent, abs=1e-6)
+    assert summary["plasticity/D/silent"] >= 4 / 9  # the excitability acted before homeostasis moved it
+    homeo.on_train_epoch_start(None, None)  # a new epoch starts from nothing
+    assert homeo.epoch_summary() == {}
+
+
 def _rates(net, g):
     with torch.no_grad(), probe(net) as seen:
         net(torch.randn(512, 1, 48, 48, generator=g))

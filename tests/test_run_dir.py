@@ -34,6 +34,8 @@ def test_another_config_is_refused_before_anything_is_written(capsys, tmp_path, 
     code, _, err = fit(capsys, run_dir, fer_root, config=BIONIC)
     assert code == 0, err[-3000:]
     assert json.loads((run_dir / "identity.json").read_text())["settings"]["model.net.class_path"] == "bionic.nets.BioNIC"
+    [row] = json.loads((run_dir / "history.json").read_text())  # plasticity's cell activity is in the epoch's row
+    assert all(0 < row[f"plasticity/{g}/rate"] < 1 and 0 <= row[f"plasticity/{g}/silent"] <= 1 for g in "ABCD")
     before = files(run_dir)
 
     # the baseline into the BioNIC folder
