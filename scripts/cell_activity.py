@@ -45,8 +45,11 @@ def series(run: Path, groups: list[str]) -> dict[int, dict[str, dict[str, float]
 
 
 def study(run: Path) -> str:
-    """runs/exc10_e200/bionic/seed_0 -> exc10_e200: what the runs of one comparison share."""
-    return run.resolve().parent.parent.name
+    """runs/exc10_e200/bionic/seed_0 -> exc10_e200, and a kept run's
+    results/tuning/e40/layer_norm_bias_off/runs/bionic/seed_0 -> layer_norm_bias_off: what the runs
+    of one comparison share."""
+    folder = run.resolve().parent.parent
+    return folder.parent.name if folder.name == "runs" else folder.name
 
 
 def draw(data: dict[str, dict[int, dict]], groups: list[str], path: Path) -> None:

@@ -40,13 +40,14 @@ def test_series_json_and_figure_from_a_real_offline_log(cell_activity, tmp_path,
 
 
 def test_history_json_is_read_first_so_kept_runs_draw_too(cell_activity, tmp_path):
-    run = tmp_path / "study_y" / "bionic" / "seed_0"
+    run = tmp_path / "study_y" / "runs" / "bionic" / "seed_0"  # as `bionic keep` lays it out
     run.mkdir(parents=True)
     rows = [{"epoch": e, "val/acc": 0.5, "plasticity/D/rate": 0.2 + 0.01 * e, "plasticity/D/silent": 0.0}
             for e in (1, 0)]
     (run / "history.json").write_text(json.dumps(rows))  # no W&B log: as `bionic keep` leaves a run
     assert cell_activity.series(run, ["D"]) == {0: {"D": {"rate": 0.2, "silent": 0.0}},
                                                 1: {"D": {"rate": 0.21, "silent": 0.0}}}
+    assert cell_activity.study(run) == "study_y"
     (run / "history.json").write_text(json.dumps([{"epoch": 0, "val/acc": 0.5}]))  # an older run: its W&B log
     with pytest.raises(cell_activity.BionicError, match="no offline W&B log"):
         cell_activity.series(run, ["D"])
