@@ -230,7 +230,8 @@ def machine(device) -> dict:
 
 class RunFiles(L.Callback):
     """identity.json when a fit starts, history.json per epoch (also kept in the checkpoint, so a
-    resumed run keeps it; a callback with `epoch_summary()` adds its epoch's values to the row), and metrics.json, splits.json and the confusion matrix after `test`.
+    resumed run keeps it; a callback with `epoch_summary()` adds its epoch's values to the row),
+    and metrics.json, splits.json and the confusion matrix after `test`.
 
     Args:
         run_dir: the run directory.

@@ -191,8 +191,8 @@ class BioNIC(nn.Module):
         return net
 
     def _build(self, wiring, *, conv, lateral_inhibition, mask, intra_layer, graded_inhibition, layer_norm,
-               layer_norm_bias, synaptic_noise, conv_channels, conv_strides, rectify_first_conv, conv_batch_norm, pool_size,
-               attention_reduction, inhibition_strength, num_classes, in_channels, image_size) -> None:
+               layer_norm_bias, synaptic_noise, conv_channels, conv_strides, rectify_first_conv, conv_batch_norm,
+               pool_size, attention_reduction, inhibition_strength, num_classes, in_channels, image_size) -> None:
         if synaptic_noise < 0:
             raise BionicError(f"synaptic_noise must be >= 0 (0 = off), got {synaptic_noise}")
         between, within = (dense_like(wiring) if mask == "dense"
