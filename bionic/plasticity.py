@@ -326,17 +326,18 @@ class HomeostaticRegulation(_PlasticityCallback):
 
     def __init__(self, net: torch.nn.Module, cfg: Plasticity):
         super().__init__(net, cfg)
-        self._epoch: dict[str, torch.Tensor] = {}  # group -> (sum of rates, sum of silent shares, steps)
+        self._epoch: dict[str, torch.Tensor] = {}  # group -> (sum of rates, sum of silent shares)
+        self._epoch_steps = 0
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._epoch = {}
+        self._epoch, self._epoch_steps = {}, 0
 
     def epoch_summary(self) -> dict[str, float]:
         """{`plasticity/<group>/rate` and `/silent`: mean over this training epoch's steps}."""
         out = {}
-        for name, (rate, silent, steps) in self._epoch.items():  # one host sync per epoch
-            out[f"plasticity/{name}/rate"] = float(rate / steps)
-            out[f"plasticity/{name}/silent"] = float(silent / steps)
+        for name, (rate, silent) in self._epoch.items():  # one host sync per epoch
+            out[f"plasticity/{name}/rate"] = float(rate) / self._epoch_steps
+            out[f"plasticity/{name}/silent"] = float(silent) / self._epoch_steps
         return out
 
     def observed(self):
@@ -345,6 +346,7 @@ class HomeostaticRegulation(_PlasticityCallback):
     def update(self, trainer, pl_module) -> None:
         cfg = self.cfg
         log = self.logging_step(trainer) and pl_module is not None
+        self._epoch_steps += 1
         incoming = defaultdict(list)
         for _, layer, group in self.net.plastic_synapses():
             incoming[id(group)].append(layer)
@@ -354,9 +356,8 @@ class HomeostaticRegulation(_PlasticityCallback):
                 continue
             rate = rate.to(group.rate_ema.dtype)
             batch_rate = rate.mean(0)
-            silent = (rate.amax(0) <= 0).float().mean()
-            step = torch.stack((batch_rate.mean(), silent, torch.ones_like(silent)))
-            self._epoch[name] = self._epoch[name] + step if name in self._epoch else step
+            silent = (batch_rate <= 0).float().mean()  # rates are >= 0: a zero mean is a cell silent all batch
+            self._epoch[name] = self._epoch.get(name, 0) + torch.stack((batch_rate.mean(), silent))
             first = group.homeostasis_steps == 0
             ema = torch.where(first, batch_rate, cfg.ema * group.rate_ema + (1 - cfg.ema) * batch_rate)
             error = cfg.target_rate - ema

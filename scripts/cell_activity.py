@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 
 from bionic.errors import BionicError
+from bionic.run_files import HISTORY
 from bionic.wandb_log import per_epoch
 
 MEASURES = ("rate", "silent")
@@ -32,7 +33,7 @@ def key(group: str, measure: str, suffix: str = "") -> str:
 
 def series(run: Path, groups: list[str]) -> dict[int, dict[str, dict[str, float]]]:
     """{epoch: {group: {rate, silent}}} from the run's history.json, or else its offline W&B log."""
-    history = run / "history.json"
+    history = run / HISTORY
     rows = json.loads(history.read_text()) if history.is_file() else []
     if any(key(g, m) in row for row in rows for g in groups for m in MEASURES):
         epochs, suffix = {int(row["epoch"]): row for row in rows}, ""
