@@ -63,11 +63,11 @@ tree_bytes() {  # what the device call sends: tracked files that exist, untracke
       find "$DEVICE_DIR" -type f -exec stat -c %s {} + 2>/dev/null; } | awk '{s += $1} END {print s + 0}'
 }
 
-lean() {  # the device call sends tracked files too: the headline checkpoints (42 MB) would not fit
+lean() {  # the device call sends tracked files too: the committed checkpoints (314 MB) would not fit
     git diff --quiet && git diff --cached --quiet || die "commit or stash your changes first"
     git switch -q -C gpu-lean
-    git rm -q --ignore-unmatch 'results/headline/runs/*/seed_*/best.ckpt'
-    git commit -q -m "gpu-lean: the tree a device call sends, without the headline checkpoints" || true
+    git ls-files -z 'results/*.ckpt' | xargs -0 -r git rm -q
+    git commit -q -m "gpu-lean: the tree a device call sends, without the committed checkpoints" || true
     local bytes; bytes=$(tree_bytes)
     echo "on branch gpu-lean; the device call would send $((bytes / 1048576)) MiB (limit 64)"
     [ "$bytes" -lt $((64 * 1048576)) ] || die "still over 64 MiB; carry less"
