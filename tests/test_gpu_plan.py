@@ -53,3 +53,42 @@ def test_every_run_of_the_committed_plan_parses(capsys):
             run_cli(["fit", *configs, *args, "--print_config"])
         out = capsys.readouterr()
         assert stop.value.code in (0, None), f"{root} {variant} {seed} {args}: {out.err[-800:]}"
+
+
+GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+
+
+def git(repo, *args):
+    return subprocess.run(["git", "-C", str(repo), *args], env=GIT_ENV, capture_output=True, text=True)
+
+
+def test_lean_sends_no_committed_checkpoint_and_unlean_restores_them(tmp_path):
+    """scripts/gpu.sh lean: a device call sends the tracked files, and the kept runs' checkpoints are
+    hundreds of MB, wherever under results/ they are kept."""
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    (repo / "scripts/gpu.sh").write_text((REPO / "scripts/gpu.sh").read_text())
+    ckpts = ["results/headline/runs/bionic/seed_0/best.ckpt", "results/tuning/e200/x/runs/bionic/seed_1/best.ckpt"]
+    for path in [*ckpts, "results/headline/runs/bionic/seed_0/metrics.json"]:
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_bytes(b"weights" if path.endswith(".ckpt") else b"{}")
+    assert git(repo, "init", "-q", "-b", "main").returncode == 0
+    git(repo, "add", "-A")
+    assert git(repo, "commit", "-qm", "runs").returncode == 0
+    gpu = ["bash", str(repo / "scripts/gpu.sh")]
+
+    done = subprocess.run([*gpu, "lean"], cwd=repo, env=GIT_ENV, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert git(repo, "branch", "--show-current").stdout.strip() == "gpu-lean"
+    assert git(repo, "ls-files").stdout.split() == ["results/headline/runs/bionic/seed_0/metrics.json",
+                                                    "scripts/gpu.sh"]
+    done = subprocess.run([*gpu, "unlean"], cwd=repo, env=GIT_ENV, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert git(repo, "branch", "--list").stdout.split() == ["*", "main"]
+    assert all((repo / path).read_bytes() == b"weights" for path in ckpts)
+
+    (repo / ckpts[0]).write_bytes(b"changed")
+    done = subprocess.run([*gpu, "lean"], cwd=repo, env=GIT_ENV, capture_output=True, text=True)
+    assert (done.returncode, done.stderr.strip()) == (2, "gpu.sh: commit or stash your changes first")
+    assert git(repo, "branch", "--show-current").stdout.strip() == "main"
