@@ -43,7 +43,8 @@ def test_cells_silenced_by_their_bias_are_counted_and_no_others(silent):
     assert after[name]["rare"] >= after[name]["silent"]
     assert after[name]["at_cap"] == 2
     assert after[name]["rate"] < before[name]["rate"]
-    assert torch.equal(rates_after[f"group {name}"], rates(silent, net, images)[f"group {name}"]), "hooks change nothing"
+    plain = rates(silent, net, images)[f"group {name}"]
+    assert torch.equal(rates_after[f"group {name}"], plain), "the hooks change no rate"
     # What holds them: the four cells' LayerNorm output doubled and shifted by -100 (from gain 1 and
     # no shift), the cells silent before kept theirs; the gain is the LayerNorm's at the silent cells.
     was_silent = (first[f"group {name}"] == 0).all(0)
