@@ -63,7 +63,7 @@ tree_bytes() {  # what the device call sends: tracked files that exist, untracke
       find "$DEVICE_DIR" -type f -exec stat -c %s {} + 2>/dev/null; } | awk '{s += $1} END {print s + 0}'
 }
 
-lean() {  # the device call sends tracked files too: the committed checkpoints (314 MB) would not fit
+lean() {  # the device call sends tracked files too: the committed checkpoints (over 300 MB) would not fit
     git diff --quiet && git diff --cached --quiet || die "commit or stash your changes first"
     git switch -q -C gpu-lean
     git ls-files -z 'results/*.ckpt' | xargs -0 -r git rm -q

@@ -109,11 +109,11 @@ def main() -> None:
     for name, net, norm, plasticity in nets:
         rates, drive = activity_and_drive(net, norm, val)
         for row in group_stats(net, rates, plasticity.max_excitability, drive):
-            bias, drive_, gain = ("" if row[k] is None else f"{row[k]:+.2f}"
-                                  for k in ("ln_bias", "silent_drive", "silent_gain"))
+            bias, silent_drive, silent_gain = ("" if row[k] is None else f"{row[k]:+.2f}"
+                                               for k in ("ln_bias", "silent_drive", "silent_gain"))
             print(f"| {name} | {row['group']} | {row['cells']} | {row['silent']} | {row['rare']} | "
                   f"{row['rate']:.3f} ({plasticity.target_rate}) | {row['excitability']:+.2f} "
-                  f"({plasticity.max_excitability}) | {row['at_cap']} | {bias} | {drive_} | {gain} |")
+                  f"({plasticity.max_excitability}) | {row['at_cap']} | {bias} | {silent_drive} | {silent_gain} |")
 
 
 if __name__ == "__main__":
