@@ -357,7 +357,8 @@ class HomeostaticRegulation(_PlasticityCallback):
             rate = rate.to(group.rate_ema.dtype)
             batch_rate = rate.mean(0)
             silent = (batch_rate <= 0).float().mean()  # rates are >= 0: a zero mean is a cell silent all batch
-            self._epoch[name] = self._epoch.get(name, 0) + torch.stack((batch_rate.mean(), silent))
+            step = torch.stack((batch_rate.mean(), silent))  # this step's (rate, silent share)
+            self._epoch[name] = self._epoch.get(name, 0) + step
             first = group.homeostasis_steps == 0
             ema = torch.where(first, batch_rate, cfg.ema * group.rate_ema + (1 - cfg.ema) * batch_rate)
             error = cfg.target_rate - ema
@@ -374,8 +375,8 @@ class HomeostaticRegulation(_PlasticityCallback):
                 for layer in incoming[id(group)]:
                     self._apply(layer.weight, layer.weight * gain.unsqueeze(1))
             if log:
-                self._log(pl_module, f"plasticity/{name}/rate", batch_rate.mean())
-                self._log(pl_module, f"plasticity/{name}/silent", silent)
+                self._log(pl_module, f"plasticity/{name}/rate", step[0])
+                self._log(pl_module, f"plasticity/{name}/silent", step[1])
         if log:
             self._log(pl_module, "plasticity/homeostasis_skipped", self.skipped.float(), on_epoch=False)
 
