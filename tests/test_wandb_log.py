@@ -62,8 +62,9 @@ def write_log(path, header: bytes, payloads: list[bytes]) -> list[int]:
 
 
 def test_a_block_that_ends_in_padding_is_skipped(tmp_path):
-    """Real logs have them (about one block end in a hundred); so that one surely does, a real
-    run's records are laid out again behind a filler sized to leave 1 to 6 bytes at a block's end."""
+    """Real logs have them (about one block end in a hundred). Where a real run's records happen to
+    fall depends on what else the process logged, so a filler record is sized to leave 1 to 6 bytes
+    at the first block's end, and the run's records are laid out again behind it."""
     from wandb.proto import wandb_internal_pb2
 
     log_offline(tmp_path, [{"epoch": e, "note": "y" * 3000} for e in range(12)])
@@ -77,9 +78,10 @@ def test_a_block_that_ends_in_padding_is_skipped(tmp_path):
         record.history.item.add(key="filler", value_json='"' + "f" * n + '"')
         return record.SerializeToString()
 
-    for n in range(200):
-        padded = write_log(tmp_path / "run-padded.wandb", header, [filler(n), *payloads])
-        if padded:
-            break
-    assert padded and all(1 <= room < HEADER for room in padded)
+    def room_left(n):
+        return BLOCK - (len(header) + HEADER + len(filler(n)))
+
+    n = next(n for n in range(BLOCK) if 1 <= room_left(n) < HEADER)
+    padded = write_log(tmp_path / "run-padded.wandb", header, [filler(n), *payloads])
+    assert padded[0] == room_left(n)
     assert [r for r in history(tmp_path / "run-padded.wandb") if "epoch" in r] == want
