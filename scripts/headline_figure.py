@@ -57,7 +57,7 @@ def gaps(acc: dict[tuple[str, int], dict[int, float]]) -> dict[int, tuple[dict[i
     return out
 
 
-def draw(acc: dict[tuple[str, int], dict[int, float]], out: Path) -> None:
+def draw(acc: dict[tuple[str, int], dict[int, float]], by_budget: dict, out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -73,7 +73,7 @@ def draw(acc: dict[tuple[str, int], dict[int, float]], out: Path) -> None:
         if len(values) > 1:
             left.errorbar(mean(values), y, xerr=std(values), fmt="|", ms=14, color="black", capsize=3, zorder=4)
         labels.append(f"{key[0]}, {key[1]} epochs ({len(values)} seeds)")
-    for i, (variant, (row, acc_mean, acc_std, _f1)) in enumerate(PAPER_MODELS.items()):
+    for i, (row, acc_mean, acc_std, _f1) in enumerate(PAPER_MODELS.values()):
         y = len(rows) + i
         left.errorbar(acc_mean, y, xerr=acc_std, fmt="D", ms=5, color="grey", capsize=3)
         labels.append(f"paper: {row}")
@@ -84,7 +84,6 @@ def draw(acc: dict[tuple[str, int], dict[int, float]], out: Path) -> None:
     left.set_title(f"dashed: target 1 (BioNIC {TARGET_ACC} %), target 3 (wide {TARGET_WIDE:.0f} %)", fontsize=9)
     left.set_xlabel("test accuracy, % (PublicTest); dots: seeds, bar: mean ± std")
 
-    by_budget = gaps(acc)
     for y, (epochs, (per_seed, stats)) in enumerate(by_budget.items()):
         right.scatter(list(per_seed.values()), [y] * len(per_seed), s=18, color="tab:purple", alpha=0.7, zorder=3)
         if stats.n > 1:
@@ -109,10 +108,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         acc = accuracies(args.runs)
-        draw(acc, args.out)
+        by_budget = gaps(acc)
+        draw(acc, by_budget, args.out)
     except BionicError as err:
         raise SystemExit(f"error: {err}")
-    for epochs, (per_seed, stats) in gaps(acc).items():
+    for epochs, (_per_seed, stats) in by_budget.items():
         print(f"{epochs} epochs: baseline - bionic {stats.diff:+.2f} points over {stats.n} seeds "
               f"(95 % CI {stats.lo:+.2f} to {stats.hi:+.2f})")
     print(f"wrote {args.out}")
