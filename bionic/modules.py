@@ -151,6 +151,13 @@ class EmotionClassifier(L.LightningModule):
     def on_load_checkpoint(self, checkpoint):
         # Lightning restores the optimizer and schedulers after configure_optimizers, from this dict.
         self._resumed = (checkpoint.get("lr_schedulers") or [], checkpoint.get("optimizer_states") or [])
+        # Patience may change on resume (bionic.runs.RESUMABLE), but Lightning would restore the
+        # saved one over it; this hook runs before the callbacks' states are loaded.
+        if self._trainer is not None:
+            saved = checkpoint.get("callbacks") or {}
+            for callback in self._trainer.early_stopping_callbacks:
+                if callback.state_key in saved:
+                    saved[callback.state_key]["patience"] = callback.patience
 
     def _fit_resumed_schedule(self, total: int) -> None:
         """A resumed fit may train longer (or shorter) than the one that saved the checkpoint."""
