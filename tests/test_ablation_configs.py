@@ -106,6 +106,17 @@ def test_both_networks_train_by_one_recipe(base):
         assert keys <= {"model.net.class_path", "model.hebbian", "trainer.default_root_dir", "wandb.group"}, path
 
 
+@pytest.mark.parametrize("config", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
+def test_early_stopping_never_cuts_the_schedule(config):
+    """The one-cycle schedule ends a run: early stopping that fires first ends it before the
+    low-rate tail where runs make their best epochs (docs/tuning.md, round 16)."""
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    trainer = built(f"configs/{config}").trainer
+    stoppers = [c for c in trainer.callbacks if isinstance(c, EarlyStopping)]
+    assert stoppers and all(c.patience >= trainer.max_epochs for c in stoppers), [c.patience for c in stoppers]
+
+
 def test_the_wide_recipe_changes_only_the_front_end_and_its_budget(base):
     """bionic_wide: the laminar column, its plasticity and the recipe exactly as BioNIC's; only its
     budget is its own, 40 epochs, what one GPU lease holds (docs/gpu.md)."""
