@@ -1,8 +1,8 @@
 """Issue 14's headline as one figure: every seed's test accuracy for each model and epoch budget,
 the paper's two models beside them, and BioNIC's gap to its baseline paired by seed.
 
-    python scripts/headline_figure.py results/headline/runs results/headline_e200/runs \
-        --out docs/img/headline.png
+    python scripts/headline_figure.py results/headline/whole_schedule/runs \
+        results/headline_e200/whole_schedule/runs --out docs/img/headline.png
 
 Left panel: one row per (variant, epoch budget) found in the runs folders (the budget is each
 run's `trainer.max_epochs`, so the 40-epoch wide runs beside the 100-epoch headline get a row of
