@@ -7,7 +7,8 @@ seed trained to the schedule's end, as validation accuracy per epoch (docs/tunin
         --out docs/img/whole_schedule.png
 
 Each --pair is (runs made with early stopping, the same variants and seeds trained to the end).
-One panel per run of the first folder that stopped before its `trainer.max_epochs`: its validation
+One panel per run of the first folder that stopped before its `trainer.max_epochs` (one that has
+no counterpart in the second yet is listed, not drawn): its validation
 curve up to the stop, the whole-schedule run's over all epochs (a continuation of the same run,
 or a rerun of the seed, as the folders hold them), a dot at each one's best epoch. Validation only:
 it is what the checkpoint is chosen on; the test figures are in the tables.
@@ -23,13 +24,14 @@ from bionic.errors import BionicError
 from bionic.run_files import run_folders
 
 
-def stopped_pairs(stopped_root: Path, whole_root: Path) -> list[tuple[str, int, int, list, list]]:
-    """[(variant, seed, max_epochs, stopped history, whole-schedule history)] for each run of
-    `stopped_root` that ended early and has a finished counterpart in `whole_root`."""
+def stopped_pairs(stopped_root: Path, whole_root: Path) -> tuple[list[tuple[str, int, int, list, list]], list[str]]:
+    """([(variant, seed, max_epochs, stopped history, whole-schedule history)] for each run of
+    `stopped_root` that ended early and has a finished counterpart in `whole_root`, [a line for
+    each one that has none yet, so that what the figure leaves out is said])."""
     whole = run_folders(whole_root)
     if not whole:
         raise BionicError(f"no runs under {whole_root} (expected <variant>/seed_<s>/)")
-    out = []
+    out, left_out = [], []
     for variant, seeds in run_folders(stopped_root).items():
         for seed, run in seeds.items():
             metrics = run / "metrics.json"
@@ -41,11 +43,12 @@ def stopped_pairs(stopped_root: Path, whole_root: Path) -> list[tuple[str, int, 
                 continue
             other = whole.get(variant, {}).get(seed)
             if other is None or not (other / "metrics.json").is_file():
-                raise BionicError(f"{variant} seed {seed} stopped early in {stopped_root} but has no finished run "
-                                  f"in {whole_root}; train it to the end first (docs/tuning.md, round 16)")
+                left_out.append(f"{variant} seed {seed} stopped early in {stopped_root} and has no finished run in "
+                                f"{whole_root} yet: not drawn")
+                continue
             out.append((variant, seed, budget, json.loads((run / "history.json").read_text()),
                         json.loads((other / "history.json").read_text())))
-    return sorted(out, key=lambda r: (r[2], r[0], r[1]))
+    return sorted(out, key=lambda r: (r[2], r[0], r[1])), left_out
 
 
 def continued(stopped: list, whole: list) -> bool:
@@ -96,7 +99,12 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=Path("docs/img/whole_schedule.png"))
     args = p.parse_args(argv)
     try:
-        panels = [panel for stopped, whole in args.pair for panel in stopped_pairs(stopped, whole)]
+        panels, left_out = [], []
+        for stopped, whole in args.pair:
+            drawn, missing = stopped_pairs(stopped, whole)
+            panels += drawn
+            left_out += missing
+        panels.sort(key=lambda r: (r[2], r[0], r[1]))  # by budget, then model and seed
         if not panels:
             raise BionicError("no run in the STOPPED folders ended before its schedule; nothing to draw")
         draw(panels, args.out)
@@ -107,6 +115,8 @@ def main(argv=None) -> int:
         print(f"{variant} seed {seed} ({budget} epochs): stopped at {len(stopped)}, best val {100 * best:.2f}; "
               f"whole schedule ({'continued' if continued(stopped, whole) else 'rerun'}) best val "
               f"{100 * max(h['val/acc'] for h in whole):.2f}")
+    for line in left_out:
+        print(line)
     print(f"wrote {args.out}")
     return 0
 

@@ -34,7 +34,8 @@ def test_only_the_runs_stopped_early_are_drawn_continued_or_rerun(figure, tmp_pa
     run(whole, "bionic", 1, [0.40, 0.50, 0.52, 0.53, 0.54])
     run(whole, "baseline", 0, [0.44, 0.57, 0.58, 0.59, 0.60])  # the seed trained again
 
-    panels = figure.stopped_pairs(stopped, whole)
+    panels, left_out = figure.stopped_pairs(stopped, whole)
+    assert left_out == []
     assert [(v, s, budget, len(a), len(b)) for v, s, budget, a, b in panels] == [("baseline", 0, 5, 3, 5),
                                                                                  ("bionic", 0, 5, 3, 5)]
     assert [figure.continued(a, b) for _v, _s, _budget, a, b in panels] == [False, True]
@@ -44,8 +45,13 @@ def test_only_the_runs_stopped_early_are_drawn_continued_or_rerun(figure, tmp_pa
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_a_stopped_run_without_its_whole_schedule_counterpart_is_refused(figure, tmp_path):
-    run(tmp_path / "stopped", "bionic", 2, [0.40, 0.55, 0.50])
-    run(tmp_path / "whole", "bionic", 0, [0.40, 0.55, 0.50, 0.57, 0.58])
-    with pytest.raises(BionicError, match="bionic seed 2 stopped early"):
-        figure.stopped_pairs(tmp_path / "stopped", tmp_path / "whole")
+def test_a_stopped_run_without_its_whole_schedule_counterpart_is_listed_not_drawn(figure, tmp_path, capsys):
+    stopped, whole = tmp_path / "stopped", tmp_path / "whole"
+    run(stopped, "bionic", 2, [0.40, 0.55, 0.50])
+    run(whole, "bionic", 0, [0.40, 0.55, 0.50, 0.57, 0.58])
+    panels, left_out = figure.stopped_pairs(stopped, whole)
+    assert panels == [] and len(left_out) == 1 and "bionic seed 2 stopped early" in left_out[0]
+    with pytest.raises(SystemExit, match="nothing to draw"):
+        figure.main(["--pair", str(stopped), str(whole), "--out", str(tmp_path / "x.png")])
+    with pytest.raises(BionicError, match="no runs under"):
+        figure.stopped_pairs(stopped, tmp_path / "empty")
