@@ -473,9 +473,12 @@ def markdown(rows: list[dict], missing: list[Missing], runs_dir: Path, ref: str,
 
 
 # ---------------------------------------------------------------------------- figures
-def _save(fig, path: Path, dpi: int) -> str:
+def save_figure(fig, path: Path, dpi: int) -> str:
+    """Lay out, write (making the folder) and close a figure; its file name. The report's and the
+    scripts' figures all end here."""
     import matplotlib.pyplot as plt
 
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
@@ -522,7 +525,7 @@ def figures(rows: list[dict], variants: list[VariantRuns], out: Path, ref: str) 
         pale = "; pale: seeds missing" if any(map(partial, others)) else ""
         ax.set_title(f"bars: ours, mean over seeds; x: the paper{pale}", fontsize=9)
         ax.legend(loc="best", fontsize=8)
-        made.append(_save(fig, out / "delta_accuracy.png", dpi=120))
+        made.append(save_figure(fig, out / "delta_accuracy.png", dpi=120))
     # 2. confusion matrices, summed over seeds, each row normalized (recall on the diagonal)
     with_cm = [vr for vr in variants if any(m.get("confusion_matrix") for m in vr.metrics)]
     if with_cm:
@@ -547,7 +550,7 @@ def figures(rows: list[dict], variants: list[VariantRuns], out: Path, ref: str) 
                         color="white" if norm[i][i] > 0.5 else "black")
         fig.supxlabel("predicted")
         fig.supylabel("true")
-        made.append(_save(fig, out / "confusion_matrices.png", dpi=110))
+        made.append(save_figure(fig, out / "confusion_matrices.png", dpi=110))
     # 3. training curves: mean over seeds per epoch
     with_hist = [vr for vr in variants if any(m.get("history") for m in vr.metrics)]
     if with_hist:
@@ -569,7 +572,7 @@ def figures(rows: list[dict], variants: list[VariantRuns], out: Path, ref: str) 
         a1.set(xlabel="epoch", ylabel="val/acc (mean over seeds)")
         a2.set(xlabel="epoch", ylabel="train/loss (mean over seeds)")
         a2.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
-        made.append(_save(fig, out / "training_curves.png", dpi=110))
+        made.append(save_figure(fig, out / "training_curves.png", dpi=110))
     return made
 
 

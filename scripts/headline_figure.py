@@ -19,7 +19,7 @@ import argparse
 from pathlib import Path
 
 from bionic.errors import BionicError
-from bionic.report import PAPER_MODELS, collect, mean, paired, std
+from bionic.report import PAPER_MODELS, collect, mean, paired, save_figure, std
 
 TARGET_ACC = 59.8  # issue 14, target 1: BioNIC's mean test accuracy
 TARGET_GAP = 1.0  # target 2: BioNIC behind its baseline by at most this many points
@@ -95,10 +95,7 @@ def draw(acc: dict[tuple[str, int], dict[int, float]], by_budget: dict, out: Pat
     right.set_ylim(len(by_budget) - 0.5, -0.5)
     right.set_title(f"gap per seed; dashed: target 2 ({TARGET_GAP} point)", fontsize=9)
     right.set_xlabel("baseline − BioNIC, points (mean, 95 % CI)")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save_figure(fig, out, dpi=110)
 
 
 def main(argv=None) -> int:

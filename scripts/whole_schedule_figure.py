@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 
 from bionic.errors import BionicError
+from bionic.report import save_figure
 from bionic.run_files import run_folders
 
 
@@ -86,10 +87,7 @@ def draw(panels: list, out: Path) -> None:
     axes.flat[0].set_ylim(bottom=50)
     axes.flat[0].legend(fontsize=7, loc="lower right")
     fig.suptitle("dashed: where early stopping ended the run; dots: best epochs (the kept checkpoints)", fontsize=9)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save_figure(fig, out, dpi=110)
 
 
 def main(argv=None) -> int:
