@@ -1,5 +1,5 @@
-"""The README's ablation table is the committed report's (`results/ablations/ablations.csv`) to the
-printed digits, so a number there cannot drift from the runs it summarizes."""
+"""The README's ablation table and its whole-schedule table are the committed reports'
+(`ablations.csv`) to the printed digits, so a number there cannot drift from the runs it summarizes."""
 
 from __future__ import annotations
 
@@ -44,3 +44,27 @@ def test_readme_ablation_rows_are_the_committed_reports():
     for row, variant in zip(rows, shown):
         assert row == expected_row(report[variant]), (
             f"README row for {variant} differs from results/ablations/ablations.csv; copy it from the rebuilt report")
+
+
+WHOLE_SCHEDULE_HEADER = ("| epochs | seeds | BioNIC test % | baseline test % | baseline − BioNIC, points [95 % CI] "
+                         "| with flip averaging, BioNIC / baseline | report |")
+WHOLE_SCHEDULE_REPORTS = ["results/headline/whole_schedule", "results/headline_e200/whole_schedule"]
+
+
+def whole_schedule_row(folder: str) -> str:
+    r = {row["variant"]: row for row in csv.DictReader(open(REPO / folder / "ablations.csv"))}
+    acc = {v: f'{float(r[v]["acc_mean"]):.2f} ± {float(r[v]["acc_std"]):.2f}' for v in r}
+    b = r["baseline"]
+    gap = f'{float(b["delta_acc"]):+.2f} [{float(b["delta_acc_ci_low"]):+.2f}, {float(b["delta_acc_ci_high"]):+.2f}]'
+    return (f'| {r["bionic"]["max_epochs"]} | {r["bionic"]["seeds"]} | {acc["bionic"]} | {acc["baseline"]} | {gap} '
+            f'| {acc["bionic+flip"]} / {acc["baseline+flip"]} | [{folder}]({folder}/ablations.md) |')
+
+
+def test_readme_whole_schedule_rows_are_the_committed_reports():
+    lines = (REPO / "README.md").read_text().splitlines()
+    start = lines.index(WHOLE_SCHEDULE_HEADER) + 2
+    rows = lines[start:start + len(WHOLE_SCHEDULE_REPORTS)]
+    for row, folder in zip(rows, WHOLE_SCHEDULE_REPORTS):
+        assert row == whole_schedule_row(folder), (
+            f"README whole-schedule row differs from {folder}/ablations.csv; copy it from the rebuilt report")
+    assert not lines[start + len(WHOLE_SCHEDULE_REPORTS)].startswith("|"), "one row per whole-schedule report"
