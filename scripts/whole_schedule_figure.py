@@ -25,6 +25,12 @@ from bionic.report import save_figure
 from bionic.run_files import run_folders
 
 
+def panel_order(panel: tuple) -> tuple:
+    """Panels by budget, then model and seed."""
+    variant, seed, budget = panel[:3]
+    return budget, variant, seed
+
+
 def stopped_pairs(stopped_root: Path, whole_root: Path) -> tuple[list[tuple[str, int, int, list, list]], list[str]]:
     """([(variant, seed, max_epochs, stopped history, whole-schedule history)] for each run of
     `stopped_root` that ended early and has a finished counterpart in `whole_root`, [a line for
@@ -49,7 +55,7 @@ def stopped_pairs(stopped_root: Path, whole_root: Path) -> tuple[list[tuple[str,
                 continue
             out.append((variant, seed, budget, json.loads((run / "history.json").read_text()),
                         json.loads((other / "history.json").read_text())))
-    return sorted(out, key=lambda r: (r[2], r[0], r[1])), left_out
+    return sorted(out, key=panel_order), left_out
 
 
 def continued(stopped: list, whole: list) -> bool:
@@ -102,7 +108,7 @@ def main(argv=None) -> int:
             drawn, missing = stopped_pairs(stopped, whole)
             panels += drawn
             left_out += missing
-        panels.sort(key=lambda r: (r[2], r[0], r[1]))  # by budget, then model and seed
+        panels.sort(key=panel_order)  # the pairs' panels, merged
         if not panels:
             raise BionicError("no run in the STOPPED folders ended before its schedule; nothing to draw")
         draw(panels, args.out)
