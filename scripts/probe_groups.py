@@ -5,10 +5,11 @@
 
 For every run folder (config.yaml + best.ckpt) it takes the activity of each stage of the network
 on the training and validation images (no augmentation, eval mode): for BioNIC the front end's
-features and each laminar group's rates (A = 4P, B = 23P, C = L5, D = L6), for the baseline the
-pooled conv features and each dense layer. A linear read-out (softmax regression, features
-standardized on the training images, L2 penalty, full-batch L-BFGS) is fitted on the training
-images of each stage and scored on the validation images. The network's own read-out is scored
+features, each laminar group's rates (A = 4P, B = 23P, C = L5, D = L6) and L5 and L6 side by side
+(C+D), for the baseline the pooled conv features, each dense layer and the two side by side
+(`--stages` picks some). A linear read-out (softmax regression, features standardized on the
+training images, L2 penalty, full-batch L-BFGS) is fitted on the training images of each stage
+and scored on the validation images. The network's own read-out is scored
 beside it. The test split is not used: this is a diagnostic for the search of docs/tuning.md,
 which is judged on validation.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +41,9 @@ def stages(net: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
         h = out["front end"] = net.front(x)
         for name, group in net.laminar_groups():
             h = out[f"group {name}"] = group(h)
-        out["logits"] = net.readout(h)
+        # L5 and L6 are both the column's output layers; the paper reads out from the last group only.
+        out["groups C+D"] = torch.cat([out["group C"], out["group D"]], 1)
+        out["logits"] = net.readout(torch.cat([out[f"group {net.group_names[i]}"] for i in net.readout_from], 1))
     elif isinstance(net, BaselineCNN):
         h = out["front end"] = net.features(x).flatten(1)
         dense = 0
@@ -48,6 +52,7 @@ def stages(net: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
             if isinstance(layer, nn.ReLU):  # each dense layer ends in its ReLU
                 dense += 1
                 out[f"dense {dense}"] = h
+        out["dense 1+2"] = torch.cat([out["dense 1"], out["dense 2"]], 1)  # beside BioNIC's C+D
         out["logits"] = h
     else:
         raise SystemExit(f"no stages known for {type(net).__name__}")
@@ -89,6 +94,8 @@ def main() -> None:
     p.add_argument("--data", required=True)
     p.add_argument("--models", nargs="+", required=True)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--stages", nargs="+", default=None,
+                   help="probe only these stages, e.g. 'group D' 'groups C+D' (default: every stage)")
     args = p.parse_args()
     torch.set_num_threads(1)
 
@@ -96,7 +103,8 @@ def main() -> None:
     images, labels = splits.images, {role: torch.as_tensor(y) for role, y in splits.labels.items()}
     print(f"# Linear probes on each stage: {args.runs}, seeds {' '.join(map(str, args.seeds))}\n")
     print("Command: `python scripts/probe_groups.py " + " ".join(
-        [str(args.runs), "--data", args.data, "--models", *args.models, "--seeds", *map(str, args.seeds)]) + "`\n")
+        [str(args.runs), "--data", args.data, "--models", *args.models, "--seeds", *map(str, args.seeds)]
+        + (["--stages", *(f"'{name}'" for name in args.stages)] if args.stages else [])) + "`\n")
     print(f"Validation accuracy % (mean ± std over seeds) of a linear probe fitted on each stage's activity on "
           f"the {len(labels['train']):,} training images (no augmentation), scored on the "
           f"{len(labels['val']):,} validation images; `own read-out` is the network's own output layer on the "
@@ -115,10 +123,11 @@ def main() -> None:
                                  f"{recorded:.4f} it recorded; is --data the FER-2013 root it was trained on?")
             scores.setdefault("own read-out", []).append(own)
             for name in train:
-                if name == "logits":
+                if name == "logits" or (args.stages and name not in args.stages):
                     continue
                 widths[name] = train[name].shape[1]
                 scores.setdefault(name, []).append(probe(train[name], labels["train"], val[name], labels["val"]))
+            print(f"{model} seed {seed}: probed", file=sys.stderr, flush=True)  # minutes a run: show progress
         print(f"## {model}\n")
         print("| stage | width | probe val % | per seed |")
         print("|---|---|---|---|")

@@ -17,8 +17,8 @@ def probes():
 
 
 @pytest.mark.parametrize("make, names", [
-    (BioNIC, ["front end", "group A", "group B", "group C", "group D", "logits"]),
-    (BaselineCNN, ["front end", "dense 1", "dense 2", "logits"]),
+    (BioNIC, ["front end", "group A", "group B", "group C", "group D", "groups C+D", "logits"]),
+    (BaselineCNN, ["front end", "dense 1", "dense 2", "dense 1+2", "logits"]),
 ])
 def test_stages_follow_the_data_to_the_networks_own_output(probes, make, names):
     torch.manual_seed(0)
@@ -30,6 +30,9 @@ def test_stages_follow_the_data_to_the_networks_own_output(probes, make, names):
         torch.testing.assert_close(out["logits"], net(x))
     if make is BioNIC:
         assert [out[f"group {g}"].shape[1] for g in net.group_names] == net.sizes
+        torch.testing.assert_close(out["groups C+D"], torch.cat([out["group C"], out["group D"]], 1))
+    else:
+        torch.testing.assert_close(out["dense 1+2"], torch.cat([out["dense 1"], out["dense 2"]], 1))
 
 
 def test_the_probe_finds_a_class_signal_and_none_where_there_is_none(probes):
