@@ -128,6 +128,15 @@ def test_the_wide_recipe_changes_only_the_front_end_and_its_budget(base):
     assert (before["trainer.max_epochs"], wide["trainer.max_epochs"]) == (100, 40)
 
 
+def test_the_l5l6_read_out_recipe_changes_only_the_read_out(base):
+    """bionic_l5l6_readout: BioNIC exactly, recipe and budget too, read out from L5 and L6 side by side."""
+    cli = built("configs/bionic_l5l6_readout.yaml")
+    both, before = flat(parsed(cli)), flat(base)
+    differ = {k for k in before.keys() | both.keys() if before.get(k) != both.get(k)} - set(OWN_NAMES)
+    assert differ == {"model.net.init_args.readout_groups"} and both[differ.pop()] == ["C", "D"]
+    assert cli.model.net.readout.in_features == sum(cli.model.net.sizes[2:])
+
+
 # Keys an ablation file sets besides its one setting: where its hand-run lives and its W&B group.
 OWN_NAMES = ("trainer.default_root_dir", "wandb.group")
 

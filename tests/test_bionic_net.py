@@ -183,6 +183,26 @@ def test_layer_norm_bias_off_leaves_each_groups_shift_to_homeostasis(wiring):
     assert all("excitability" in dict(g.named_buffers()) for g in unbiased.groups)
 
 
+def test_the_read_out_reads_the_named_groups_side_by_side(wiring):
+    torch.manual_seed(0)
+    paper, both = small_net(wiring), small_net(wiring, readout_groups=["D", "C"])
+    assert paper.readout.in_features == SIZES[3] and both.readout.in_features == SIZES[2] + SIZES[3]
+    both.eval()
+    x = images()
+    with torch.no_grad():
+        h, rates = both.front(x), {}
+        for name, group in both.laminar_groups():
+            h = rates[name] = group(h)
+        # in the data's order, whatever the order named: L5's rates first, then L6's
+        torch.testing.assert_close(both(x), both.readout(torch.cat([rates["C"], rates["D"]], 1)))
+    # only the read-out changes: every other weight has the paper's shape
+    shapes = {k: v.shape for k, v in paper.state_dict().items() if not k.startswith("readout.")}
+    assert shapes == {k: v.shape for k, v in both.state_dict().items() if not k.startswith("readout.")}
+    for bad in (["E"], ["D", "D"]):
+        with pytest.raises(BionicError, match="readout_groups must name distinct groups"):
+            small_net(wiring, readout_groups=bad)
+
+
 def test_lateral_inhibition_is_a_local_competition():
     li = LateralInhibition()
     x = torch.zeros(1, 3, 5, 5)

@@ -4,7 +4,7 @@
       -> conv (8, stride 2) -> ReLU -> lateral inhibition -> conv (16) -> ReLU -> channel + spatial attention
       -> adaptive average pool to pool_size x pool_size -> dense projection
       -> group A (4P) -> group B (23P) -> group C (L5) -> group D (L6)      (masked by the column)
-      -> linear read-out to 7 emotions
+      -> linear read-out to 7 emotions (from L6, the last group; `readout_groups` may add L5)
 
 Group sizes and masks come from a `Wiring` (bionic.connectome.build_wiring), never from constants.
 Every biological feature is one constructor switch, so an ablation is one line of YAML.
@@ -123,7 +123,9 @@ class BioNIC(nn.Module):
     `conv_strides`, `rectify_first_conv` (ReLU before the lateral inhibition), `conv_batch_norm`
     (BatchNorm after each conv), `pool_size`, `attention_reduction`. Column (not a switch either):
     `layer_norm_bias` (LayerNorm's learned per-cell shift; off, a group's mean threshold is left to
-    homeostasis's excitability), `inhibition_strength`.
+    homeostasis's excitability), `inhibition_strength`. Read-out (not a switch): `readout_groups`,
+    the groups whose rates the linear read-out reads side by side; None, the paper's, reads the
+    last group (L6). ["C", "D"] reads both of the column's output layers, L5 and L6.
 
     Wiring: the column is loaded from `snapshot` (None = the bundled snapshot) and turned into
     masks by build_wiring with `groups`, `min_synapses`, `inhibition_measure` and `wiring_seed`
@@ -147,6 +149,7 @@ class BioNIC(nn.Module):
         pool_size: int = 15,
         attention_reduction: int = 4,
         inhibition_strength: float = 1.0,
+        readout_groups: Optional[Sequence[str]] = None,
         snapshot: Optional[str] = None,
         groups: Optional[dict[str, list[str]]] = None,
         min_synapses: int = 1,
@@ -192,7 +195,8 @@ class BioNIC(nn.Module):
 
     def _build(self, wiring, *, conv, lateral_inhibition, mask, intra_layer, graded_inhibition, layer_norm,
                layer_norm_bias, synaptic_noise, conv_channels, conv_strides, rectify_first_conv, conv_batch_norm,
-               pool_size, attention_reduction, inhibition_strength, num_classes, in_channels, image_size) -> None:
+               pool_size, attention_reduction, inhibition_strength, readout_groups, num_classes, in_channels,
+               image_size) -> None:
         if synaptic_noise < 0:
             raise BionicError(f"synaptic_noise must be >= 0 (0 = off), got {synaptic_noise}")
         between, within = (dense_like(wiring) if mask == "dense"
@@ -222,7 +226,13 @@ class BioNIC(nn.Module):
                 layer_norm=layer_norm, layer_norm_bias=layer_norm_bias, graded_inhibition=graded_inhibition,
                 inhibition_strength=inhibition_strength, synaptic_noise=synaptic_noise))
         self.groups = nn.ModuleList(groups_)
-        self.readout = nn.Linear(sizes[-1], num_classes)
+        read = list(readout_groups) if readout_groups else self.group_names[-1:]
+        unknown = [g for g in read if g not in self.group_names]
+        if unknown or len(set(read)) != len(read):
+            raise BionicError(f"readout_groups must name distinct groups of the wiring ({', '.join(self.group_names)}), "
+                              f"got {read}")
+        self.readout_from = sorted(self.group_names.index(g) for g in read)  # in the data's order
+        self.readout = nn.Linear(sum(sizes[i] for i in self.readout_from), num_classes)
 
     @property
     def n_synapses(self) -> int:
@@ -231,9 +241,11 @@ class BioNIC(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.front(x)
+        rates = []
         for group in self.groups:
             h = group(h)
-        return self.readout(h)
+            rates.append(h)
+        return self.readout(torch.cat([rates[i] for i in self.readout_from], 1))
 
     # --- the structure plasticity acts on ----------------------------------------------------
     def laminar_groups(self) -> list[tuple[str, LaminarGroup]]:
