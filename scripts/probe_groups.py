@@ -9,9 +9,9 @@ features, each laminar group's rates (A = 4P, B = 23P, C = L5, D = L6) and L5 an
 (C+D), for the baseline the pooled conv features, each dense layer and the two side by side
 (`--stages` picks some). A linear read-out (softmax regression, features standardized on the
 training images, L2 penalty, full-batch L-BFGS) is fitted on the training images of each stage
-and scored on the validation images. The network's own read-out is scored
-beside it. The test split is not used: this is a diagnostic for the search of docs/tuning.md,
-which is judged on validation.
+and scored on the validation images. The network's own read-out is scored beside it. The test
+split is not used: this is a diagnostic for the search of docs/tuning.md, which is judged on
+validation.
 
 A stage whose probe scores above the network's own read-out holds information that the later
 stages lose or the read-out does not use.
@@ -41,8 +41,9 @@ def stages(net: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
         h = out["front end"] = net.front(x)
         for name, group in net.laminar_groups():
             h = out[f"group {name}"] = group(h)
-        # L5 and L6 are both the column's output layers; the paper reads out from the last group only.
-        out["groups C+D"] = torch.cat([out["group C"], out["group D"]], 1)
+        # The last two (L5 and L6) are both the column's output layers; the paper reads out the last only.
+        last_two = net.group_names[-2:]
+        out["groups " + "+".join(last_two)] = torch.cat([out[f"group {name}"] for name in last_two], 1)
         out["logits"] = net.readout(torch.cat([out[f"group {net.group_names[i]}"] for i in net.readout_from], 1))
     elif isinstance(net, BaselineCNN):
         h = out["front end"] = net.features(x).flatten(1)
