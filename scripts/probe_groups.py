@@ -44,7 +44,7 @@ def stages(net: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
         # The last two (L5 and L6) are both the column's output layers; the paper reads out the last only.
         last_two = net.group_names[-2:]
         out["groups " + "+".join(last_two)] = torch.cat([out[f"group {name}"] for name in last_two], 1)
-        out["logits"] = net.readout(torch.cat([out[f"group {net.group_names[i]}"] for i in net.readout_from], 1))
+        out["logits"] = net.readout(net.readout_input([out[f"group {name}"] for name in net.group_names]))
     elif isinstance(net, BaselineCNN):
         h = out["front end"] = net.features(x).flatten(1)
         dense = 0

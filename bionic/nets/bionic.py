@@ -245,7 +245,13 @@ class BioNIC(nn.Module):
         for group in self.groups:
             h = group(h)
             rates.append(h)
-        return self.readout(torch.cat([rates[i] for i in self.readout_from], 1))
+        return self.readout(self.readout_input(rates))
+
+    def readout_input(self, rates: Sequence[torch.Tensor]) -> torch.Tensor:
+        """What the read-out reads, from every group's rates in the data's order: the paper's last
+        group as it is (no copy in the training step), or the `readout_groups` side by side."""
+        read = [rates[i] for i in self.readout_from]
+        return read[0] if len(read) == 1 else torch.cat(read, 1)
 
     # --- the structure plasticity acts on ----------------------------------------------------
     def laminar_groups(self) -> list[tuple[str, LaminarGroup]]:
