@@ -2,7 +2,7 @@
 the paper's two models beside them, and BioNIC's gap to its baseline paired by seed.
 
     python scripts/headline_figure.py results/headline/whole_schedule/runs \
-        results/headline_e200/whole_schedule/runs --out docs/img/headline.png
+        results/headline_e200/whole_schedule/runs results/headline/wide_e100/runs --out docs/img/headline.png
 
 Left panel: one row per (variant, epoch budget) found in the runs folders (the budget is each
 run's `trainer.max_epochs`, so the 40-epoch wide runs beside the 100-epoch headline get a row of
@@ -72,7 +72,7 @@ def draw(acc: dict[tuple[str, int], dict[int, float]], by_budget: dict, out: Pat
         left.scatter(values, [y] * len(values), s=18, color=colour, alpha=0.7, zorder=3)
         if len(values) > 1:
             left.errorbar(mean(values), y, xerr=std(values), fmt="|", ms=14, color="black", capsize=3, zorder=4)
-        labels.append(f"{key[0]}, {key[1]} epochs ({len(values)} seeds)")
+        labels.append(f"{key[0]}, {key[1]} epochs ({len(values)} seed{'s' if len(values) > 1 else ''})")
     for i, (row, acc_mean, acc_std, _f1) in enumerate(PAPER_MODELS.values()):
         y = len(rows) + i
         left.errorbar(acc_mean, y, xerr=acc_std, fmt="D", ms=5, color="grey", capsize=3)
