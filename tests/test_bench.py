@@ -93,6 +93,37 @@ def test_bench_runs_with_a_tiny_budget(fer_root, tmp_path):
     assert "targets" in r.stdout and "x FLOP floor" in r.stdout  # the printed table
 
 
+def test_bench_times_the_chosen_variants_the_wide_front_end_among_them(fer_root, tmp_path):
+    out = tmp_path / "bench.json"
+    r = subprocess.run(
+        bionic_cmd("bench", "--data.root", str(fer_root), "--variants", "bionic", "bionic_wide", "--steps", "1",
+                   "--warmup", "1", "--batch-size", "16", "--infer-batch", "8", "--threads", "1", "--out", str(out),
+                   "--", "--trainer.accelerator", "cpu"),
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads(out.read_text())
+    train = result["train"]
+    assert list(train) == ["bionic", "bionic_wide"] == result["settings"]["variants"]
+    assert result["settings"]["configs"] == {"bionic": ["configs/bionic.yaml"],
+                                             "bionic_wide": ["configs/bionic_wide.yaml"]}
+    assert set(result["inference"]) == {"bionic", "bionic_wide"}
+    wide, bionic = train["bionic_wide"], train["bionic"]
+    # built from configs/bionic_wide.yaml: the same column, a larger front end on 48x48 maps
+    assert wide["synapses"] == bionic["synapses"] > 0 and wide["hebbian"] and wide["plasticity_ms"] > 0
+    assert wide["params"] > bionic["params"] and wide["flops_per_sample"] > 3 * bionic["flops_per_sample"]
+    assert result["data"]["pipeline_variant"] == "bionic"
+    targets = result["targets"]
+    assert targets["bionic_step_vs_baseline"]["pass"] is None, "no baseline timed: not measured, not failed"
+    assert targets["plasticity_share"]["value"] == pytest.approx(bionic["plasticity_share"])
+
+
+def test_an_unknown_bench_variant_is_refused_by_name(tmp_path):
+    r = subprocess.run(bionic_cmd("bench", "--variants", "wide", "--out", str(tmp_path / "bench.json")),
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "invalid choice: 'wide'" in r.stderr and "bionic_wide" in r.stderr
+    assert not (tmp_path / "bench.json").exists()
+
+
 def test_targets_table_by_hand():
     result = {"train": {"bionic": {"step_ms": 13.0, "plasticity_share": 0.11}, "baseline": {"step_ms": 10.0}},
               "data": {"samples_per_s": 500.0, "model_samples_per_s": 100.0, "cached_load_s": 2.0}}

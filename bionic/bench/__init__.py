@@ -1,6 +1,7 @@
 """Speed and memory of the baseline and BioNIC, side by side in one run: `python -m bionic bench` (`make bench`).
 
     python -m bionic bench [--data.root DIR] [--steps N] [--warmup N] [--batch-size 64]
+                           [--variants baseline bionic bionic_no_plasticity bionic_wide]
                            [--out bench.json] [--threads N] [--profile] [--check]
                            [--epoch [--epoch-threads N]] [--startup] [--full]
                            [--matrix [--matrix-jobs J] [--matrix-epochs 1] [--matrix-variants ...]]

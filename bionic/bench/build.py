@@ -11,7 +11,11 @@ VARIANTS = {
     "baseline": (["configs/baseline.yaml"], []),
     "bionic": (["configs/bionic.yaml"], []),
     "bionic_no_plasticity": (["configs/bionic.yaml", "ablations/no_hebbian.yaml"], []),
+    "bionic_wide": (["configs/bionic_wide.yaml"], []),
 }
+# What `make bench` times and its targets compare. The wide front end (48x48 maps, several times
+# BioNIC's step) is timed on request, `--variants ... bionic_wide`, so bench.json stays comparable.
+DEFAULT_VARIANTS = ("baseline", "bionic", "bionic_no_plasticity")
 
 
 def config_args(root: Path, variant: str) -> list[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from bionic.ablations import default_root, non_negative, positive
-from bionic.bench.build import VARIANTS, build
+from bionic.bench.build import DEFAULT_VARIANTS, VARIANTS, build
 from bionic.bench.data import time_loading, time_pipeline
 from bionic.bench.epoch import epoch_figures
 from bionic.bench.floor import GEMM_N, gemm_flops_per_s, training_flops
@@ -30,6 +30,9 @@ def parser() -> argparse.ArgumentParser:
         description="Training, data, inference speed and memory of the baseline and BioNIC, side by side; "
                     "writes bench.json. Arguments after `--` go to every LightningCLI parse (and matrix run).")
     p.add_argument("--data.root", dest="data_root", default="data/fer2013", help="FER-2013 (either layout)")
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(DEFAULT_VARIANTS),
+                   help=f"the variants timed (default: {' '.join(DEFAULT_VARIANTS)}; a target whose "
+                        "variant is left out is not measured)")
     p.add_argument("--steps", type=positive, default=50, help="measured training steps per variant")
     p.add_argument("--warmup", type=non_negative, default=10, help="training steps discarded first")
     p.add_argument("--batch-size", type=positive, default=None,
@@ -73,23 +76,27 @@ def run(args, extra: list[str]) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     root = (args.root or default_root()).resolve()
+    variants = list(dict.fromkeys(args.variants))
+    # the data pipeline is timed on BioNIC's DataModule, or the first variant's when BioNIC is left out
+    pipeline_variant = "bionic" if "bionic" in variants else variants[0]
     result = {
         "machine": machine_info(),
         "load": {"start": load_average()},
         "settings": {"data_root": str(args.data_root), "steps": args.steps, "warmup": args.warmup,
                      "batch_size": args.batch_size, "repeats": args.repeats, "infer_batch": args.infer_batch,
                      "threads": torch.get_num_threads(), "extra_args": extra,
-                     "configs": {k: v[0] + v[1] for k, v in VARIANTS.items()}},
+                     "variants": variants,
+                     "configs": {k: VARIANTS[k][0] + VARIANTS[k][1] for k in variants}},
         "train": {}, "inference": {}, "profiles": {},
     }
     scratch = Path(tempfile.mkdtemp(prefix="bionic-bench-"))
-    timers: dict[str, list] = {name: [] for name in VARIANTS}
+    timers: dict[str, list] = {name: [] for name in variants}
     nets = {}
     try:
         data = None
         # Rounds interleave the variants, so a change in the machine's load hits all of them alike.
         for rnd in range(args.repeats):
-            for name in VARIANTS:
+            for name in variants:
                 print(f"bench: {name} (round {rnd + 1}/{args.repeats}) ...", file=sys.stderr, flush=True)
                 cli = build(root, name, args.data_root, args.batch_size, scratch / f"{name}_{rnd}",
                             args.warmup + args.steps, extra)
@@ -107,7 +114,8 @@ def run(args, extra: list[str]) -> dict:
                     result["profiles"][name] = write_profile(timer, args.out.parent / f"profile_{name}.txt")
                 if name in INFERENCE_VARIANTS:
                     result["inference"][name] = time_inference(cli.model, device, args.steps, args.infer_batch)
-                if name == "bionic":
+                if name == pipeline_variant:
+                    data["pipeline_variant"] = name
                     data.update(time_pipeline(cli.datamodule, device, max(args.steps, 5)))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -130,8 +138,8 @@ def run(args, extra: list[str]) -> dict:
                        if args.epoch or args.full else None)
     result["startup"] = (time_startup(root, args.data_root, args.startup_runs, extra)
                          if args.startup or args.full else None)
-    variants = None if args.matrix_variants == ["all"] else args.matrix_variants
-    result["matrix"] = (time_matrix(root, args.data_root, args.matrix_jobs, args.matrix_epochs, variants,
+    matrix_variants = None if args.matrix_variants == ["all"] else args.matrix_variants
+    result["matrix"] = (time_matrix(root, args.data_root, args.matrix_jobs, args.matrix_epochs, matrix_variants,
                                     args.matrix_runs, extra + shlex.split(args.matrix_args))
                         if args.matrix or args.full else None)
     result["targets"] = check_targets(result)

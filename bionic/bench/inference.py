@@ -6,7 +6,7 @@ import torch
 
 from bionic.bench.timers import median_s
 
-INFERENCE_VARIANTS = ("baseline", "bionic")  # no_plasticity is the same network at inference
+INFERENCE_VARIANTS = ("baseline", "bionic", "bionic_wide")  # no_plasticity is bionic at inference
 
 
 def time_inference(model, device, reps: int, infer_batch: int) -> dict:
