@@ -269,3 +269,13 @@ def test_front_end_widths_and_strides_are_config(wiring):
 def test_pooling_matches_adaptive_avg_pool(h, w, out):
     x = torch.randn(2, 3, h, w)
     assert torch.allclose(AdaptiveAvgPool(out)(x), torch.nn.AdaptiveAvgPool2d(out)(x), atol=1e-6)
+
+
+def test_a_net_first_run_under_inference_mode_still_trains(wiring):
+    """A first forward under torch.inference_mode (test, predict, Lightning's validation) fills the
+    pooling's cache; training afterwards must not meet inference tensors there."""
+    net, x = small_net(wiring), torch.randn(2, 1, 48, 48)
+    with torch.inference_mode():
+        net.eval()(x)
+    net.train()(x).sum().backward()
+    assert all(p.grad is not None for p in net.front.parameters() if p.requires_grad)

@@ -193,8 +193,11 @@ class AdaptiveAvgPool(nn.Module):
         h, w = x.shape[-2:]
         key = (h, w, x.device, x.dtype)
         if key not in self._cache:
-            self._cache[key] = (self.weights(h, self.size).to(x.device, x.dtype),
-                                self.weights(w, self.size).to(x.device, x.dtype))
+            # built outside inference mode: a first call under torch.inference_mode (a test, a
+            # predict, Lightning's validation) must not cache tensors that training cannot save
+            with torch.inference_mode(False):
+                self._cache[key] = (self.weights(h, self.size).to(x.device, x.dtype),
+                                    self.weights(w, self.size).to(x.device, x.dtype))
         rows, cols = self._cache[key]
         return rows @ x @ cols.t()
 
