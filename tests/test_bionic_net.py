@@ -257,6 +257,18 @@ def test_lateral_inhibition_is_divisive_normalization_over_a_3d_neighbourhood():
     assert torch.allclose(li(x), x / (1 + 0.7 * energy).sqrt(), atol=1e-5)
 
 
+def test_lateral_inhibition_gradient_is_avg_pool3d_s():
+    """The shifted sums' gradient against autograd through avg_pool3d, and gradcheck."""
+    li = LateralInhibition(channel_window=3, spatial_window=5, alpha=0.7, beta=0.5).double()
+    x = torch.randn(2, 6, 7, 8, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(2, 6, 7, 8, dtype=torch.float64)
+    (ours,) = torch.autograd.grad(li(x), x, g)
+    energy = F.avg_pool3d((x * x).unsqueeze(1), (3, 5, 5), stride=1, padding=(1, 2, 2), count_include_pad=False).squeeze(1)
+    (reference,) = torch.autograd.grad(x / (1 + 0.7 * energy).sqrt(), x, g)
+    assert torch.allclose(ours, reference, atol=1e-10)
+    assert torch.autograd.gradcheck(li, (x[:1, :4, :5, :5].detach().requires_grad_(),))
+
+
 def test_front_end_widths_and_strides_are_config(wiring):
     wide = small_net(wiring, conv_channels=(8, 16, 32), conv_strides=(1, 2, 1), pool_size=6)
     convs = [m for m in wide.front.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
