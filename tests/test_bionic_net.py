@@ -257,7 +257,7 @@ def test_lateral_inhibition_is_divisive_normalization_over_a_3d_neighbourhood():
     assert torch.allclose(li(x), x / (1 + 0.7 * energy).sqrt(), atol=1e-5)
 
 
-def test_lateral_inhibition_gradient_is_avg_pool3d_s():
+def test_lateral_inhibition_gradient_matches_avg_pool3d():
     """The shifted sums' gradient against autograd through avg_pool3d, and gradcheck."""
     li = LateralInhibition(channel_window=3, spatial_window=5, alpha=0.7, beta=0.5).double()
     x = torch.randn(2, 6, 7, 8, dtype=torch.float64, requires_grad=True)
