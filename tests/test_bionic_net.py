@@ -250,11 +250,17 @@ def test_from_wiring_is_the_constructor_on_a_given_wiring():
     assert "wiring" not in inspect.signature(BioNIC).parameters  # not a config option
 
 
+def divisive_normalization(x, window, alpha):
+    """LateralInhibition's definition (beta 0.5) through avg_pool3d, the reference its shifted sums match."""
+    energy = F.avg_pool3d((x * x).unsqueeze(1), window, stride=1, padding=tuple(k // 2 for k in window),
+                          count_include_pad=False).squeeze(1)
+    return x / (1 + alpha * energy).sqrt()
+
+
 def test_lateral_inhibition_is_divisive_normalization_over_a_3d_neighbourhood():
     li = LateralInhibition(channel_window=3, spatial_window=3, alpha=0.7, beta=0.5)
     x = torch.randn(2, 8, 9, 9)
-    energy = F.avg_pool3d((x * x).unsqueeze(1), (3, 3, 3), stride=1, padding=1, count_include_pad=False).squeeze(1)
-    assert torch.allclose(li(x), x / (1 + 0.7 * energy).sqrt(), atol=1e-5)
+    assert torch.allclose(li(x), divisive_normalization(x, (3, 3, 3), 0.7), atol=1e-5)
 
 
 def test_lateral_inhibition_gradient_matches_avg_pool3d():
@@ -263,8 +269,7 @@ def test_lateral_inhibition_gradient_matches_avg_pool3d():
     x = torch.randn(2, 6, 7, 8, dtype=torch.float64, requires_grad=True)
     g = torch.randn(2, 6, 7, 8, dtype=torch.float64)
     (ours,) = torch.autograd.grad(li(x), x, g)
-    energy = F.avg_pool3d((x * x).unsqueeze(1), (3, 5, 5), stride=1, padding=(1, 2, 2), count_include_pad=False).squeeze(1)
-    (reference,) = torch.autograd.grad(x / (1 + 0.7 * energy).sqrt(), x, g)
+    (reference,) = torch.autograd.grad(divisive_normalization(x, (3, 5, 5), 0.7), x, g)
     assert torch.allclose(ours, reference, atol=1e-10)
     assert torch.autograd.gradcheck(li, (x[:1, :4, :5, :5].detach().requires_grad_(),))
 
