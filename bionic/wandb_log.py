@@ -8,6 +8,8 @@ W&B's record log, a LevelDB-style file (a 7-byte header ":W&B", magic 0xBEE1, ve
 long for its block is split into first / middle / last pieces) holding one `wandb.proto` Record
 per entry. `records` gives every record, `history` the logged rows; checksums are not verified
 (a file that ends inside a record, as a run still writing or killed leaves it, ends the read).
+In the process that logged, `wandb.finish()` returns before W&B's service has written its last
+block: call `wandb.teardown()` before reading (a finished `python -m bionic fit` has exited).
 """
 
 from __future__ import annotations

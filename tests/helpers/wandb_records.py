@@ -29,3 +29,6 @@ def log_offline(root: Path, rows: list[dict], run_id: str = "wandblogtest") -> N
     for row in rows:
         run.log(row)
     run.finish()
+    # finish() returns before wandb-core has written its last buffered 32 KiB block (the log then
+    # ends inside a record in about one call in four); teardown waits for the service to exit.
+    wandb.teardown()
