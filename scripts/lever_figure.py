@@ -113,10 +113,11 @@ def main(argv=None) -> int:
     try:
         recipe = finished(args.recipe)
         spread = recipe_spread(recipe)
-        levers, left_out = [], []
+        levers = []
         for name, root in args.lever:
             runs, missing = paired(recipe, Path(root))
-            left_out += missing
+            for line in missing:  # listed, not drawn
+                print(line)
             if runs:
                 levers.append((name, runs))
         if not levers:
@@ -129,8 +130,6 @@ def main(argv=None) -> int:
         final = [delta[-1] for _v, _s, delta in runs]
         per_seed = ", ".join(f"seed {s} {d[-1]:+.2f}" for _v, s, d in runs)
         print(f"{name}: {per_seed}; mean {statistics.mean(final):+.2f}")
-    for line in left_out:
-        print(line)
     print(f"wrote {args.out}")
     return 0
 
