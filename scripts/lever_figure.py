@@ -20,27 +20,24 @@ levers are judged on; the test figures are in the tables.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
+from itertools import accumulate
 from pathlib import Path
 
 from bionic.errors import BionicError
 from bionic.report import save_figure
 from bionic.run_files import METRICS, run_folders
+from bionic.runs import best_epoch, read_history
 
 
 def best_so_far(history: list[dict]) -> list[float]:
     """The best validation accuracy reached by each epoch, in %."""
-    out, best = [], float("-inf")
-    for h in history:
-        best = max(best, 100 * h["val/acc"])
-        out.append(best)
-    return out
+    return list(accumulate((100 * h["val/acc"] for h in history), max))
 
 
 def finished(root: Path) -> dict[tuple[str, int], list[dict]]:
     """{(variant, seed): history} of the finished runs under `root`."""
-    return {(variant, seed): json.loads((run / "history.json").read_text())
+    return {(variant, seed): read_history(run)
             for variant, seeds in run_folders(root).items() for seed, run in seeds.items()
             if (run / METRICS).is_file()}
 
@@ -64,7 +61,7 @@ def paired(recipe: dict, lever_root: Path) -> tuple[list[tuple[str, int, list[fl
 
 def recipe_spread(recipe: dict) -> float:
     """The standard deviation of the recipe's best validation accuracy over its seeds, in points."""
-    best = [max(best_so_far(h)) for h in recipe.values()]
+    best = [100 * best_epoch(h)[1] for h in recipe.values()]
     if len(best) < 2:
         raise BionicError("the recipe folder needs two finished seeds or more for its spread")
     return statistics.stdev(best)
