@@ -1,6 +1,6 @@
 """Levers against their recipe, paired by seed: each lever run's best validation accuracy so far
 minus that of the recipe's run of the same seed, epoch by epoch, and at the end of the run
-(docs/tuning.md, rounds 20-24: the wide front end's levers at 100 epochs).
+(docs/tuning.md, rounds 20-25: the wide front end's levers at 100 epochs).
 
     python scripts/lever_figure.py results/headline/wide_e100/runs \
         --lever "decay 5e-2" results/tuning/e100/wide_wd5e-2/runs \
@@ -8,6 +8,7 @@ minus that of the recipe's run of the same seed, epoch by epoch, and at the end 
         --lever "last conv 192" results/tuning/e100/wide_c192/runs \
         --lever "EMA 0.999" results/tuning/e100/wide_ema/runs \
         --lever "BatchNorm" results/tuning/e100/wide_bn/runs \
+        --lever "fourth conv" results/tuning/e100/wide_conv4/runs \
         --out docs/img/wide_levers.png
 
 Every folder holds `<variant>/seed_<s>/` runs; a lever's run is paired with the recipe's run of
