@@ -106,9 +106,14 @@ def check_run_dir(run_dir: Path, create: bool) -> None:
         d.rmdir()
 
 
+def is_resumable(key: str) -> bool:
+    """Whether a flat setting ("data.eval_batch_size") may change without changing the run (RESUMABLE)."""
+    return any(fnmatch.fnmatch(key, p) for p in RESUMABLE)
+
+
 def identity(config: dict) -> dict:
     """The settings that identify a run (the parsed config less RESUMABLE), flat, and their hash."""
-    settings = {k: v for k, v in _flat(config).items() if not any(fnmatch.fnmatch(k, p) for p in RESUMABLE)}
+    settings = {k: v for k, v in _flat(config).items() if not is_resumable(k)}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return {"hash": digest, "settings": settings}
 

@@ -18,7 +18,7 @@ from bionic.cli import BionicCLI
 from bionic.data import FER2013DataModule
 from bionic.modules import EmotionClassifier
 from bionic.plasticity import HebbianPlasticity
-from bionic.runs import RESUMABLE
+from bionic.runs import is_resumable
 
 torch.set_num_threads(1)
 
@@ -99,13 +99,13 @@ def test_both_networks_train_by_one_recipe(base):
     assert {k for k in differ if not k.startswith("model.net.")} == {"model.hebbian", "trainer.default_root_dir",
                                                                         "wandb.group"}
     # the network files hold only that difference; the rest is stated once (recipe and signatures).
-    # A recipe of its own (configs/bionic_*.yaml) may set its network's settings and its budget too,
-    # and its validation batch, which changes speed and not the run (bionic.runs.RESUMABLE).
+    # A recipe of its own (configs/bionic_*.yaml) may set its network's settings too, and what
+    # changes how long or how fast it runs but not the run (its budget, its validation batch:
+    # bionic.runs.RESUMABLE).
     for path in (REPO / "configs").glob("*.yaml"):
         own = path.stem.startswith("bionic_")
         keys = {k for k in flat(yaml.safe_load(path.read_text()))
-                if not (own and (k.startswith("model.net.init_args.")
-                                 or k in ("trainer.max_epochs", "data.eval_batch_size")))}
+                if not (own and (k.startswith("model.net.init_args.") or is_resumable(k)))}
         assert keys <= {"model.net.class_path", "model.hebbian", "trainer.default_root_dir", "wandb.group"}, path
 
 
@@ -122,14 +122,13 @@ def test_early_stopping_never_cuts_the_schedule(config):
 
 def test_the_wide_recipe_changes_only_the_front_end(base):
     """bionic_wide: the laminar column, its plasticity, the recipe and its 100 epochs exactly as
-    BioNIC's; only the convolutions before the column are its own, besides its validation batch,
-    which changes speed and not the run (one of the settings bionic.runs.RESUMABLE lists)."""
+    BioNIC's; only the convolutions before the column are its own, besides what changes speed and
+    not the run (its validation batch: bionic.runs.RESUMABLE)."""
     wide = flat(parsed(built("configs/bionic_wide.yaml")))
     before = flat(base)
     differ = {k for k in before.keys() | wide.keys() if before.get(k) != wide.get(k)} - set(OWN_NAMES)
-    assert differ == {f"model.net.init_args.{k}" for k in ("conv_channels", "conv_strides", "pool_size")} | {
-        "data.eval_batch_size"}
-    assert "data.eval_batch_size" in RESUMABLE
+    assert {k for k in differ if not is_resumable(k)} == {
+        f"model.net.init_args.{k}" for k in ("conv_channels", "conv_strides", "pool_size")}
     assert wide["trainer.max_epochs"] == 100
 
 
