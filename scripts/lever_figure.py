@@ -1,6 +1,7 @@
 """Levers against their recipe, paired by seed: each lever run's best validation accuracy so far
 minus that of the recipe's run of the same seed, epoch by epoch, and at the end of the run
-(docs/tuning.md, rounds 20-25: the wide front end's levers at 100 epochs).
+(docs/tuning.md, rounds 20-26: the wide front end's levers at 100 epochs, and its 150-epoch
+schedule, whose curve past epoch 100 is against the recipe's final best).
 
     python scripts/lever_figure.py results/headline/wide_e100/runs \
         --lever "decay 5e-2" results/tuning/e100/wide_wd5e-2/runs \
@@ -36,6 +37,13 @@ def best_so_far(history: list[dict]) -> list[float]:
     return list(accumulate((100 * h["val/acc"] for h in history), max))
 
 
+def held(curve: list[float], epochs: int) -> list[float]:
+    """`curve` over at least `epochs` epochs: a finished run's best stays what it was after its
+    last epoch, so a lever with a longer schedule (round 26) is compared, past the recipe's end,
+    with the recipe's final best."""
+    return curve + curve[-1:] * (epochs - len(curve))
+
+
 def finished(root: Path) -> dict[tuple[str, int], list[dict]]:
     """{(variant, seed): history} of the finished runs under `root`."""
     return {(variant, seed): read_history(run)
@@ -44,8 +52,8 @@ def finished(root: Path) -> dict[tuple[str, int], list[dict]]:
 
 
 def paired(recipe: dict, lever_root: Path) -> tuple[list[tuple[str, int, list[float]]], list[str]]:
-    """([(variant, seed, lever minus recipe best-so-far over their shared epochs)] for each finished
-    lever run with a recipe partner, [a line for each one without])."""
+    """([(variant, seed, lever minus recipe best-so-far, epoch by epoch over the longer of the two
+    runs)] for each finished lever run with a recipe partner, [a line for each one without])."""
     runs = finished(lever_root)
     if not runs:
         raise BionicError(f"no finished runs under {lever_root} (expected <variant>/seed_<s>/metrics.json)")
@@ -55,7 +63,7 @@ def paired(recipe: dict, lever_root: Path) -> tuple[list[tuple[str, int, list[fl
         if partner is None:
             left_out.append(f"{variant} seed {seed} of {lever_root} has no finished recipe run of that seed: not drawn")
             continue
-        lever, base = best_so_far(history), best_so_far(partner)
+        lever, base = held(best_so_far(history), len(partner)), held(best_so_far(partner), len(history))
         out.append((variant, seed, [a - b for a, b in zip(lever, base)]))
     return out, left_out
 

@@ -46,6 +46,19 @@ def test_a_lever_is_its_best_so_far_minus_the_recipes_of_the_same_seed(figure, t
     assert "BatchNorm: seed 1 +2.00; mean +2.00" in printed and "seed 2" in printed
 
 
+def test_a_longer_lever_is_held_against_the_recipes_final_best(figure, tmp_path):
+    recipe, lever = tmp_path / "recipe", tmp_path / "lever"
+    run(recipe, 0, [0.50, 0.60, 0.55])  # best so far 50, 60, 60: finished after 3 epochs
+    run(recipe, 1, [0.50, 0.61, 0.58])
+    run(lever, 0, [0.40, 0.55, 0.58, 0.59, 0.63])  # a longer schedule: 40, 55, 58, 59, 63
+    runs, _ = figure.paired(figure.finished(recipe), lever)
+    assert runs[0][2] == pytest.approx([-10.0, -5.0, -2.0, -1.0, 3.0])
+    short = tmp_path / "short"
+    run(short, 1, [0.62])  # shorter than the recipe: its best stays 62
+    runs, _ = figure.paired(figure.finished(recipe), short)
+    assert runs[0][2] == pytest.approx([12.0, 1.0, 1.0])
+
+
 def test_nothing_to_pair_is_a_clear_error(figure, tmp_path):
     recipe, lever = tmp_path / "recipe", tmp_path / "lever"
     run(recipe, 0, [0.50, 0.60])
